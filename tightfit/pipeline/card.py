@@ -1,0 +1,48 @@
+"""card.json: what was asked, what was delivered, and whether every constraint is met (SPEC section 5)."""
+
+from __future__ import annotations
+
+import platform
+
+import onnxruntime
+import torch
+
+from tightfit.data.loader import Normalize
+from tightfit.data.tensors import DataBundle
+from tightfit.models.registry import ModelSpec
+from tightfit.pipeline.config import RunConfig
+from tightfit.pipeline.stages import StageRecord
+
+
+def build_card(config: RunConfig, data: DataBundle, normalize: Normalize, spec: ModelSpec,
+               records: list[StageRecord]) -> dict:
+    by_stage = {r.stage: r.results for r in records}
+    final = by_stage["export"]
+    cx = final["complexity"]
+    bits = 32  # fp32 weights and activations until a quantization stage says otherwise
+    measured = {
+        "latency_ms": final["latency"]["p50_ms"], "energy_mj": None, "size_bytes": final["onnx_bytes"],
+        "memory_bytes": cx["peak_activation_bytes"], "flops": cx["flops"], "bitops": cx["macs"] * bits * bits,
+    }
+    checks = config.constraints.check(measured)
+    return {
+        "data": {**data.summary(), "preprocessing": {"mean": list(normalize.mean), "std": list(normalize.std),
+                                                      "input": "NCHW float32, pixels / 255 then (x - mean) / std"}},
+        "target": config.target,
+        "model": spec.to_json(),
+        "constraints": checks,
+        "all_constraints_met": all(c["met"] for c in checks.values()) if checks else None,
+        "accuracy": {"test_top1_onnx": final["test_acc_onnx"], "test_top1_torch": final["test_acc_torch"],
+                     "val_top1": by_stage.get("train", {}).get("val_acc")},
+        "parity_max_abs_diff": final["parity"]["max_abs_diff"],
+        "latency_ms": {"p50": final["latency"]["p50_ms"], "p90": final["latency"]["p90_ms"],
+                       "runs": final["latency"]["runs"], "batch_size": 1, "measured_on": config.target},
+        "energy": {"mj": None, "source": "not available: no energy model or counter for this target yet"},
+        "size_bytes": {"onnx": final["onnx_bytes"], "weights_safetensors": final["weights_bytes"]},
+        "flops": cx["flops"], "macs": cx["macs"], "bitops": cx["macs"] * bits * bits,
+        "params": cx["params"], "peak_activation_bytes": cx["peak_activation_bytes"],
+        "precision": {"weights_bits": bits, "activation_bits": bits},
+        "search_cost_seconds": {r.stage: round(r.seconds, 2) for r in records},
+        "software": {"python": platform.python_version(), "torch": torch.__version__,
+                     "onnxruntime": onnxruntime.__version__, "cpu": platform.processor() or platform.machine()},
+    }

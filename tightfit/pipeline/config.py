@@ -1,0 +1,61 @@
+"""The resolved configuration of a run: every default filled in, written to the run folder as JSON."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, replace
+
+from tightfit.errors import TightfitError
+from tightfit.pipeline.constraints import Constraints
+from tightfit.train.config import TrainConfig
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    data: str = "digits"
+    resolution: int | None = None  # None: the data set's own
+    model: str = "mobilenetv2"
+    width: float = 1.0
+    arch: str | None = None
+    target: str = "cpu-ort"
+    constraints: Constraints = Constraints()
+    train: TrainConfig = TrainConfig()
+    val_fraction: float = 0.1
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.val_fraction < 1.0:
+            raise TightfitError(f"--val-fraction {self.val_fraction} must be between 0 and 1, e.g. 0.1")
+        if self.width <= 0:
+            raise TightfitError(f"--width {self.width} must be positive, e.g. 0.5")
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, obj: dict) -> RunConfig:
+        obj = dict(obj)
+        obj["constraints"] = Constraints.from_json(obj["constraints"])
+        obj["train"] = TrainConfig.from_json(obj["train"])
+        return cls(**obj)
+
+
+# Defaults that depend on the data set: the embedded digits must train in about a minute on 2 cores.
+RECIPES: dict[str, dict] = {
+    "digits": {"width": 0.35, "train": {"epochs": 15, "batch_size": 64, "lr": 0.05, "warmup_epochs": 2.0}},
+    "default": {"width": 1.0, "train": {"epochs": 30, "batch_size": 128, "lr": 0.1, "warmup_epochs": 1.0}},
+}
+
+
+def recipe_for(data: str) -> dict:
+    return RECIPES.get(data.partition(":")[0], RECIPES["default"])
+
+
+def resolve(data: str, width: float | None, train_overrides: dict, **fields: object) -> RunConfig:
+    """A RunConfig from the data set's recipe, with every option the user gave taking precedence."""
+    recipe = recipe_for(data)
+    train = {**recipe["train"], **{k: v for k, v in train_overrides.items() if v is not None}}
+    model = str(fields.get("model") or RunConfig.model)
+    if width is None:  # the recipe's width is for the MobileNet family; ResNets keep their published widths
+        width = recipe["width"] if model in ("mobilenetv2", "arch") else 1.0
+    config = RunConfig(data=data, width=width, train=TrainConfig(**train))
+    return replace(config, **{k: v for k, v in fields.items() if v is not None})

@@ -1,0 +1,52 @@
+"""Stage: write the deployable artifact and measure it (SPEC section 5).
+
+model.onnx (checked for parity against PyTorch and scored on the untouched test split), reloadable
+weights (safetensors) with model.json to rebuild the network, complexity figures, and latency measured
+on the target.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import torch
+
+from tightfit.data.loader import BatchLoader
+from tightfit.export.onnx import check_parity, export_onnx, onnx_accuracy, ort_session
+from tightfit.export.weights import save_weights
+from tightfit.fileio import write_json
+from tightfit.metrics.complexity import measure_complexity
+from tightfit.pipeline.stages import Candidate, RunContext, StageRecord
+from tightfit.train.trainer import evaluate
+
+PARITY_SAMPLES = 256
+
+
+class ExportStage:
+    name = "export"
+    distributed = False
+
+    def run(self, candidate: Candidate, ctx: RunContext, workdir: Path) -> tuple[Candidate, StageRecord]:
+        start = time.perf_counter()
+        model = candidate.model.to(memory_format=torch.contiguous_format).eval()
+        out = ctx.run_dir
+        onnx_path = export_onnx(model, ctx.input_shape, out / "model.onnx")
+        save_weights(model, out / "weights.safetensors")
+        write_json(out / "model.json", candidate.spec.to_json())
+
+        test = BatchLoader(ctx.data.test, 256, ctx.normalize)
+        session = ort_session(onnx_path)
+        x = next(iter(BatchLoader(ctx.data.test, PARITY_SAMPLES, ctx.normalize)))[0]
+        parity = check_parity(model, session, x)
+        _, torch_acc = evaluate(model, test)
+        onnx_acc = onnx_accuracy(session, test)
+        complexity = measure_complexity(model, ctx.input_shape)
+        latency = ctx.target.measure(model, onnx_path, ctx.input_shape)
+        results = {
+            "test_acc_torch": torch_acc, "test_acc_onnx": onnx_acc, "parity": parity.to_json(),
+            "complexity": complexity.to_json(), "latency": latency.to_json(),
+            "onnx_bytes": onnx_path.stat().st_size,
+            "weights_bytes": (out / "weights.safetensors").stat().st_size,
+        }
+        return candidate, StageRecord(self.name, time.perf_counter() - start, results)
