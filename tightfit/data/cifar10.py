@@ -35,6 +35,8 @@ def _read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
             batch = _NumpyOnlyUnpickler(f, encoding="bytes").load()
         data = np.asarray(batch[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
         labels = np.asarray(batch[b"labels"], dtype=np.int64)
+        if labels.shape != (len(data),):
+            raise ValueError(f"{len(data)} images but {labels.size} labels")
     except (pickle.UnpicklingError, EOFError, KeyError, ValueError, TypeError) as err:
         raise TightfitError(f"CIFAR-10 batch {path} is corrupt ({err}); re-extract cifar-10-python.tar.gz") from None
     return data, labels

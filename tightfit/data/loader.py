@@ -70,11 +70,12 @@ class BatchLoader:
     def _indices(self) -> torch.Tensor:
         n = len(self.data)
         if not self.shuffle:
-            return torch.arange(self.rank, n, self.world_size)
+            return torch.arange(n)[self.rank::self.world_size]  # empty, not an error, when rank >= n
         gen = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
         perm = torch.randperm(n, generator=gen)
         per_rank = -(-n // self.world_size)
-        perm = torch.cat([perm, perm[: per_rank * self.world_size - n]])
+        extra = per_rank * self.world_size - n  # may exceed n when n < world_size: wrap around repeatedly
+        perm = torch.cat([perm, perm.repeat(-(-extra // n) if n else 0)[:extra]])
         return perm[self.rank::self.world_size]
 
     def __len__(self) -> int:

@@ -40,7 +40,9 @@ class ResNetCifar(nn.Module):
             raise ValueError(f"depth {depth} must be 6n + 2")
         n = (depth - 2) // 6
         widths = [max(1, round(w * width)) for w in (16, 32, 64)]
-        down = iter(downsample_positions(resolution, 3, max_stride2=3))  # stem, stage 2, stage 3
+        # stem, stage 2, stage 3. He et al. end at 8x8 (32 -> 32, 16, 8 with a stride-1 stem): aim for about
+        # 8x8, twice the 4x4 that downsample_positions aims for.
+        down = iter(downsample_positions(resolution // 2, 3, max_stride2=3))
         stem_stride = 2 if next(down) else 1
         self.stem = nn.Sequential(nn.Conv2d(in_channels, widths[0], 3, stem_stride, 1, bias=False),
                                   nn.BatchNorm2d(widths[0]), nn.ReLU(inplace=True))

@@ -69,3 +69,14 @@ def broadcast_object(obj: object, ctx: DistContext) -> object:
     box = [obj]
     dist.broadcast_object_list(box, src=0)
     return box[0]
+
+
+def sync_buffers(module: torch.nn.Module, ctx: DistContext) -> None:
+    """Copy rank 0's buffers (BatchNorm statistics) to every rank.
+
+    DDP broadcasts buffers before each forward, so after the last step the ranks differ by one update;
+    this makes evaluation and the saved model identical on every rank.
+    """
+    if ctx.enabled:
+        for buffer in module.buffers():
+            dist.broadcast(buffer, src=0)

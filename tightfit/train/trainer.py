@@ -17,7 +17,7 @@ from tightfit.data.loader import BatchLoader
 from tightfit.errors import TightfitError
 from tightfit.train.checkpoint import load_checkpoint, save_checkpoint
 from tightfit.train.config import TrainConfig
-from tightfit.train.distributed import DistContext, all_reduce_sum
+from tightfit.train.distributed import DistContext, all_reduce_sum, sync_buffers
 
 ExtraLoss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (x, logits) -> scalar loss term
 
@@ -157,6 +157,7 @@ class Trainer:
             correct += (logits.detach().argmax(1) == y).sum().item()
             count += len(y)
             bar.set_postfix(loss=f"{loss_sum / count:.3f}")
+        sync_buffers(self.model, self.ctx)
         loss_sum, correct, count = all_reduce_sum([loss_sum, correct, count], self.ctx)
         return loss_sum / max(count, 1), correct / max(count, 1)
 

@@ -1,0 +1,38 @@
+"""Shared by the bench scripts: the machine description and the result file format."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import time
+from pathlib import Path
+
+import torch
+
+RESULTS = Path(__file__).with_name("results")
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine() -> dict:
+    return {"cpu": cpu_model(), "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+            "python": platform.python_version(), "torch": torch.__version__, "platform": platform.platform()}
+
+
+def write_result(script: str, protocol: dict, summary: dict, rows: list[dict]) -> Path:
+    """bench/results/<script>.json with the machine, the protocol, a summary and the raw rows."""
+    RESULTS.mkdir(exist_ok=True)
+    path = RESULTS / f"{Path(script).stem}.json"
+    payload = {"date": time.strftime("%Y-%m-%d %H:%M:%S"), "machine": machine(), "protocol": protocol,
+               "summary": summary, "rows": rows}
+    path.write_text(json.dumps(payload, indent=2) + "\n")
+    return path
