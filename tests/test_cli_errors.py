@@ -50,10 +50,16 @@ def test_malformed_number(capsys, option, value):
     assert option in err and value in err
 
 
-@pytest.mark.parametrize(("option", "value"), [("--target", "tpu"), ("--schedule", "linear"), ("--model", "vgg")])
+@pytest.mark.parametrize(("option", "value"), [("--schedule", "linear"), ("--model", "vgg")])
 def test_unknown_option_value(capsys, option, value):
     err = _fails(["run", option, value], capsys)
     assert "invalid choice" in err and value in err
+
+
+def test_unknown_target(capsys, tmp_path):
+    err = _fails(["run", "--target", "tpu", "--out", str(tmp_path / "r")], capsys)
+    assert "unknown target 'tpu'" in err and "accel.yaml" in err
+    assert not (tmp_path / "r").exists()
 
 
 def test_bad_arch_string(capsys):

@@ -23,7 +23,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="network family (default %(default)s); 'arch' takes --arch")
     p.add_argument("--arch", help="an architecture of the search space, e.g. k3e6-skip-...; implies --model arch")
     p.add_argument("--width", type=float, help="width multiplier (default: 0.35 on digits, else 1.0)")
-    p.add_argument("--target", default=RunConfig.target, choices=target_names(), help="where the model will run")
+    p.add_argument("--target", default=RunConfig.target,
+                   help=f"where the model will run: {', '.join(target_names())}, or path/to/accel.yaml")
     g = p.add_argument_group("constraints (checked on the target and reported in card.json)")
     g.add_argument("--latency", help="p50 latency bound, e.g. 3ms")
     g.add_argument("--energy", help="energy bound per inference, e.g. 2mJ")

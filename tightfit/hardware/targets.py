@@ -1,76 +1,100 @@
-"""Targets: a device + a runtime + a batch size, by name (SPEC section 0).
+"""Targets: a device + a runtime + a batch size, by name or by accelerator file (SPEC section 0).
 
-This first version measures whole models end to end; lookup tables, the analytic accelerator and energy
-models join the registry later.
+Measured targets (`cpu-ort`, `cpu-torch`, `cuda`) time operators and whole networks on the device; the
+analytic `bitfusion` target, or any accelerator described in a YAML file of the same form, computes
+latency and energy from a roofline model.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import nn
 
 from tightfit.errors import TightfitError
-from tightfit.hardware.latency import LatencyStats, time_runs
+from tightfit.hardware.fingerprint import fingerprint
+from tightfit.hardware.latency import LatencyStats
+from tightfit.hardware.runtime_ort import OrtRuntime
+from tightfit.hardware.runtime_torch import TorchRuntime
+
+
+def default_threads() -> int:
+    """Latency tables are measured at a fixed thread count: TIGHTFIT_THREADS, else 1 (the least noisy)."""
+    return int(os.environ.get("TIGHTFIT_THREADS", "1"))
 
 
 @dataclass(frozen=True)
 class Target:
     name: str
-    device: str
-    runtime: str
+    kind: str  # "measured" or "analytic"
+    runtime_name: str = ""  # "onnxruntime" or "torch" for measured targets
+    device: str = "cpu"
     batch_size: int = 1
-    threads: int | None = None  # None: all cores the runtime chooses to use
-    warmup: int = 20
-    repeats: int = 100
+    threads: int = 1
+    int8: bool = False  # the runtime has int8 kernels (entries with w_bits = a_bits = 8)
+    accelerator_file: str | None = None
 
-    def measure(self, model: nn.Module, onnx_path: Path, input_shape: tuple[int, ...]) -> LatencyStats:
-        """Latency of one batch of this target's size, run the way this target runs it."""
-        return _MEASURE[self.runtime](self, model, onnx_path, input_shape)
+    def runtime(self, warmup: int = 20, repeats: int = 100) -> OrtRuntime | TorchRuntime:
+        if self.kind != "measured":
+            raise TightfitError(f"target {self.name} is analytic; it has no runtime to time models on")
+        if self.runtime_name == "onnxruntime":
+            return OrtRuntime(self.threads, self.batch_size, warmup, repeats)
+        return TorchRuntime(self.threads, self.batch_size, self.device, warmup, repeats)
 
+    def fingerprint(self) -> dict:
+        device = torch.cuda.get_device_name() if self.device.startswith("cuda") else "cpu"
+        return fingerprint(self.name, self.runtime_name, self.threads, self.batch_size, device)
 
-def _measure_ort(target: Target, _model: nn.Module, onnx_path: Path, shape: tuple[int, ...]) -> LatencyStats:
-    from tightfit.export.onnx import ort_session
-
-    session = ort_session(onnx_path, threads=target.threads)
-    x = np.random.default_rng(0).standard_normal((target.batch_size, *shape)).astype(np.float32)
-    name = session.get_inputs()[0].name
-    return time_runs(lambda: session.run(None, {name: x}), target.warmup, target.repeats)
-
-
-@torch.no_grad()
-def _measure_torch(target: Target, model: nn.Module, _onnx: Path, shape: tuple[int, ...]) -> LatencyStats:
-    was_training = model.training
-    model.eval()
-    x = torch.randn(target.batch_size, *shape)
-    previous = torch.get_num_threads()
-    if target.threads:
-        torch.set_num_threads(target.threads)
-    try:
-        return time_runs(lambda: model(x), target.warmup, target.repeats)
-    finally:
-        torch.set_num_threads(previous)
-        model.train(was_training)
+    def measure(self, model: nn.Module, onnx_path: Path | None, input_shape: tuple[int, ...],
+                int8: bool = False) -> LatencyStats:
+        """End-to-end latency of the deployed model, run the way this target runs it."""
+        rt = self.runtime()
+        if isinstance(rt, OrtRuntime):
+            if onnx_path is not None and not int8:
+                return rt.time_onnx(onnx_path, input_shape)
+            return rt.measure_module(model, input_shape, int8=int8)
+        return rt.measure_module(model, input_shape)
 
 
-_MEASURE: dict[str, Callable[[Target, nn.Module, Path, tuple[int, ...]], LatencyStats]] = {
-    "onnxruntime": _measure_ort, "torch": _measure_torch,
-}
-_TARGETS: dict[str, Target] = {
-    "cpu-ort": Target("cpu-ort", "cpu", "onnxruntime"),
-    "cpu-torch": Target("cpu-torch", "cpu", "torch"),
-}
+def _cuda() -> Target:
+    if not torch.cuda.is_available():
+        raise TightfitError("target 'cuda' needs an NVIDIA GPU with a CUDA build of PyTorch, and none is visible "
+                            "here; use cpu-ort or cpu-torch, or run on a machine with a GPU")
+    return Target("cuda", "measured", "torch", device="cuda", batch_size=8, threads=1)
+
+
+def _bitfusion(path: str | None = None) -> Target:
+    from tightfit.hardware.bitfusion import default_bitfusion, load_accelerator
+
+    spec = load_accelerator(Path(path)) if path else default_bitfusion()  # validates the file now
+    return Target(spec.name if path else "bitfusion", "analytic", batch_size=1, accelerator_file=path)
+
+
+TARGET_NAMES = ("cpu-ort", "cpu-torch", "cuda", "bitfusion")
 
 
 def target_names() -> tuple[str, ...]:
-    return tuple(_TARGETS)
+    return TARGET_NAMES
 
 
-def get_target(name: str) -> Target:
-    if name not in _TARGETS:
-        raise TightfitError(f"unknown target {name!r}; choose one of {', '.join(target_names())}")
-    return _TARGETS[name]
+def get_target(name: str, threads: int | None = None) -> Target:
+    """A target by name, or an accelerator described in a YAML file (`path/to/accel.yaml`)."""
+    threads = threads or default_threads()
+    if name == "cpu-ort":
+        return Target("cpu-ort", "measured", "onnxruntime", threads=threads, int8=True)
+    if name == "cpu-torch":
+        return Target("cpu-torch", "measured", "torch", threads=threads)
+    if name == "cuda":
+        return _cuda()
+    if name == "bitfusion":
+        return _bitfusion()
+    if name.endswith((".yaml", ".yml")):
+        if not Path(name).is_file():
+            raise TightfitError(f"accelerator file {name} does not exist; write one in the form of "
+                                "tightfit/hardware/accelerators/bitfusion.yaml")
+        return _bitfusion(name)
+    raise TightfitError(f"unknown target {name!r}; choose one of {', '.join(TARGET_NAMES)} or pass an "
+                        "accelerator file path/to/accel.yaml")

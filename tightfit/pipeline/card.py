@@ -21,7 +21,7 @@ def build_card(config: RunConfig, data: DataBundle, normalize: Normalize, spec: 
     cx = final["complexity"]
     bits = 32  # fp32 weights and activations until a quantization stage says otherwise
     measured = {
-        "latency_ms": final["latency"]["p50_ms"], "energy_mj": None, "size_bytes": final["onnx_bytes"],
+        "latency_ms": final["latency"]["p50_ms"], "energy_mj": final["energy"]["mj"], "size_bytes": final["onnx_bytes"],
         "memory_bytes": cx["peak_activation_bytes"], "flops": cx["flops"], "bitops": cx["macs"] * bits * bits,
     }
     checks = config.constraints.check(measured)
@@ -36,8 +36,9 @@ def build_card(config: RunConfig, data: DataBundle, normalize: Normalize, spec: 
                      "val_top1": by_stage.get("train", {}).get("val_acc")},
         "parity_max_abs_diff": final["parity"]["max_abs_diff"],
         "latency_ms": {"p50": final["latency"]["p50_ms"], "p90": final["latency"]["p90_ms"],
-                       "runs": final["latency"]["runs"], "batch_size": 1, "measured_on": config.target},
-        "energy": {"mj": None, "source": "not available: no energy model or counter for this target yet"},
+                       "runs": final["latency"]["runs"], "batch_size": 1, "target": config.target,
+                       "source": final["latency"]["source"]},
+        "energy": final["energy"],
         "size_bytes": {"onnx": final["onnx_bytes"], "weights_safetensors": final["weights_bytes"]},
         "flops": cx["flops"], "macs": cx["macs"], "bitops": cx["macs"] * bits * bits,
         "params": cx["params"], "peak_activation_bytes": cx["peak_activation_bytes"],

@@ -16,6 +16,8 @@ from tightfit.data.loader import BatchLoader
 from tightfit.export.onnx import check_parity, export_onnx, onnx_accuracy, ort_session
 from tightfit.export.weights import save_weights
 from tightfit.fileio import write_json
+from tightfit.hardware.cost import CostModel
+from tightfit.hardware.energy import modelled_cpu_energy
 from tightfit.metrics.complexity import measure_complexity
 from tightfit.pipeline.stages import Candidate, RunContext, StageRecord
 from tightfit.train.trainer import evaluate
@@ -42,11 +44,24 @@ class ExportStage:
         _, torch_acc = evaluate(model, test)
         onnx_acc = onnx_accuracy(session, test)
         complexity = measure_complexity(model, ctx.input_shape)
-        latency = ctx.target.measure(model, onnx_path, ctx.input_shape)
+        latency, energy = _latency_and_energy(ctx, model, onnx_path)
         results = {
             "test_acc_torch": torch_acc, "test_acc_onnx": onnx_acc, "parity": parity.to_json(),
-            "complexity": complexity.to_json(), "latency": latency.to_json(),
+            "complexity": complexity.to_json(), "latency": latency, "energy": energy,
             "onnx_bytes": onnx_path.stat().st_size,
             "weights_bytes": (out / "weights.safetensors").stat().st_size,
         }
         return candidate, StageRecord(self.name, time.perf_counter() - start, results)
+
+
+def _latency_and_energy(ctx: RunContext, model: torch.nn.Module, onnx_path: Path) -> tuple[dict, dict]:
+    """Measured on measured targets (the deployed ONNX model on cpu-ort); computed on analytic ones."""
+    target = ctx.target
+    if target.kind == "analytic":
+        cost = CostModel(target).of_model(model, ctx.input_shape)
+        return ({"p50_ms": cost.latency_ms, "p90_ms": cost.latency_ms, "runs": 0, "source": cost.latency_source},
+                {"mj": cost.energy_mj, "source": cost.energy_source})
+    stats = target.measure(model, onnx_path, ctx.input_shape)
+    energy = modelled_cpu_energy(stats.p50_ms, target.threads)
+    return ({**stats.to_json(), "source": f"measured end to end, {target.threads} thread(s)"},
+            {"mj": energy.mj, "source": energy.source})

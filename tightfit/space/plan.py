@@ -35,10 +35,11 @@ class MBConvSpec:
     expand: int
     stride: int
     in_resolution: int
+    hidden: int | None = None  # pruned blocks override in_channels * expand
 
     @property
     def hidden_channels(self) -> int:
-        return self.in_channels * self.expand
+        return self.hidden if self.hidden is not None else self.in_channels * self.expand
 
     @property
     def residual(self) -> bool:

@@ -1,0 +1,186 @@
+"""Hardware targets: the cost interface on every target, the lookup table's keys, cache and resume."""
+
+import json
+import random
+
+import pytest
+import torch
+
+from tightfit.cli.main import main
+from tightfit.errors import TightfitError
+from tightfit.hardware import CostModel, LookupTable, OpKey, get_target, plan_ops, space_ops, target_names
+from tightfit.hardware import latency as latency_mod
+from tightfit.hardware import profile as profile_mod
+from tightfit.hardware.profile import ensure_entries
+from tightfit.hardware.validate import ValidationRow, random_pruned, summarize
+from tightfit.models import MobileNet
+from tightfit.space import SearchSpace
+
+SPACE = SearchSpace(8, 1, 10, width_mult=0.35)  # tiny: the tests time real operators on this CPU
+
+
+@pytest.fixture(autouse=True)
+def _cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("TIGHTFIT_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(profile_mod, "PASSES", 1)
+    monkeypatch.setattr(profile_mod, "MIN_SPAN_S", 0.0)
+
+
+def _plan(seed: int = 0):
+    return SPACE.plan(SPACE.random_arch(random.Random(seed)))
+
+
+@pytest.mark.parametrize("name", target_names())
+def test_cost_interface_on_every_target(name):
+    if name == "cuda" and not torch.cuda.is_available():
+        with pytest.raises(TightfitError, match="needs an NVIDIA GPU"):
+            get_target(name)
+        pytest.skip("no GPU here")
+    cost = CostModel(get_target(name), progress=False)
+    plan = _plan()
+    c = cost.of_plan(plan)
+    bits = 8 if name == "bitfusion" else 32  # unquantized networks run at the accelerator's widest bits
+    assert c.latency_ms > 0 and c.energy_mj > 0 and c.size_bytes > 0
+    assert c.flops > 0 and c.bitops == c.flops // 2 * bits * bits and c.params > 0 and c.peak_memory_bytes > 0
+    assert c.latency_source == ("analytic roofline model" if name == "bitfusion" else "lookup table")
+    bigger = SPACE.plan(SPACE.uniform_arch(7, 6))
+    assert cost.of_plan(bigger).flops > c.flops
+
+
+def test_bitfusion_prices_lower_precision_as_cheaper():
+    cost = CostModel(get_target("bitfusion"))
+    plan = _plan(1)
+    c8, c4 = cost.of_plan(plan, 8), cost.of_plan(plan, 4)
+    assert c4.latency_ms < c8.latency_ms and c4.energy_mj < c8.energy_mj and c4.size_bytes < c8.size_bytes
+
+
+def test_any_model_is_priced_on_a_measured_target_by_running_it():
+    model = MobileNet(_plan(2))
+    c = CostModel(get_target("cpu-torch")).of_model(model, (1, 8, 8))
+    assert c.latency_ms > 0 and c.latency_source == "measured end to end"
+
+
+def test_space_ops_covers_every_operator_of_every_architecture():
+    table_keys = set(space_ops(SPACE))
+    for seed in range(50):
+        assert set(plan_ops(_plan(seed))) <= table_keys
+
+
+def test_space_ops_has_int8_entries_when_asked():
+    keys = space_ops(SPACE, (32, 8))
+    assert {k.w_bits for k in keys} == {32, 8} and len(keys) == 2 * len(space_ops(SPACE))
+
+
+def test_op_keys_are_typed_and_round_trip():
+    for key in plan_ops(_plan()):
+        assert OpKey.from_json(json.loads(json.dumps(key.to_json()))) == key
+
+
+def test_table_is_cached_per_fingerprint_and_reopened(tmp_path):
+    target = get_target("cpu-torch")
+    table = LookupTable.open(target.fingerprint())
+    keys = plan_ops(_plan())
+    assert ensure_entries(target, table, keys, progress=False) == len(set(keys))
+    again = LookupTable.open(target.fingerprint())
+    assert again.entries == table.entries and again.overhead_ms == table.overhead_ms
+    assert ensure_entries(target, again, keys, progress=False) == 0  # nothing left to measure
+    other = LookupTable.open({**target.fingerprint(), "threads": 7})
+    assert len(other) == 0 and other.path != table.path
+
+
+def test_corrupt_cache_is_rebuilt_not_crashed_on(capsys):
+    target = get_target("cpu-torch")
+    table = LookupTable.open(target.fingerprint())
+    table.path.parent.mkdir(parents=True, exist_ok=True)
+    table.path.write_text("{ not json")
+    rebuilt = LookupTable.open(target.fingerprint())
+    assert len(rebuilt) == 0 and "rebuilding" in capsys.readouterr().err
+    ensure_entries(target, rebuilt, plan_ops(_plan())[:3], progress=False)
+    assert len(LookupTable.open(target.fingerprint())) == 3
+
+
+def test_an_interrupted_build_resumes_where_it_stopped(monkeypatch):
+    target = get_target("cpu-torch")
+    keys = space_ops(SPACE)[:50]
+    real = latency_mod.interleaved_latency
+    calls = {"n": 0}
+
+    def crash_on_second_chunk(fns, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 3:  # 1: overhead, 2: first chunk, 3: second chunk
+            raise KeyboardInterrupt
+        return real(fns, *args, **kwargs)
+
+    monkeypatch.setattr(profile_mod, "interleaved_latency", crash_on_second_chunk)
+    with pytest.raises(KeyboardInterrupt):
+        ensure_entries(target, LookupTable.open(target.fingerprint()), keys, progress=False)
+    saved = LookupTable.open(target.fingerprint())
+    assert len(saved) == profile_mod.CHUNK
+    monkeypatch.setattr(profile_mod, "interleaved_latency", real)
+    assert ensure_entries(target, saved, keys, progress=False) == len(keys) - profile_mod.CHUNK
+
+
+def test_interleaved_latency_keeps_the_least_disturbed_pass(monkeypatch):
+    """Every function is timed once per pass; its result is the minimum of its per-pass medians."""
+    medians = iter([5.0, 9.0, 4.0, 3.0, 6.0, 8.0])
+    seen: dict = {}
+
+    class Stats:
+        def __init__(self, value: float):
+            self.p50_ms = value
+
+    def scripted(fn, _warmup, _repeats):
+        value = next(medians)
+        seen.setdefault(fn, []).append(value)
+        return Stats(value)
+
+    monkeypatch.setattr(latency_mod, "time_runs", scripted)
+    fns = [lambda: None, lambda: None]
+    out = latency_mod.interleaved_latency(fns, passes=3)
+    assert [len(seen[f]) for f in fns] == [3, 3]
+    assert out == [min(seen[fns[0]]), min(seen[fns[1]])]
+
+
+def test_pruned_plans_keep_residual_blocks_consistent():
+    plan = SearchSpace(32).plan(SearchSpace(32).random_arch(random.Random(3)))
+    pruned = random_pruned(plan, random.Random(0))
+    model = MobileNet(pruned)
+    assert model(torch.randn(1, 3, 32, 32)).shape == (1, 10)
+    assert all(b.out_channels % 8 == 0 and b.out_channels <= o.out_channels
+               for b, o in zip(pruned.blocks, plan.blocks, strict=True))
+    assert sum(p.numel() for p in model.parameters()) < sum(p.numel() for p in MobileNet(plan).parameters())
+
+
+def test_summary_statistics():
+    rows = [ValidationRow("a", "random", 32, 1.05, 1.0), ValidationRow("b", "random", 32, 1.9, 2.0),
+            ValidationRow("c", "random", 32, 3.6, 3.0)]
+    s = summarize(rows)
+    assert s["mape_pct"] == pytest.approx((5 + 5 + 20) / 3)
+    assert s["within_10pct"] == pytest.approx(2 / 3) and s["max_abs_error_pct"] == pytest.approx(20)
+    assert s["spearman"] == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize(("target", "message"), [
+    ("tpu", "unknown target 'tpu'"), ("missing.yaml", "does not exist"), ("bitfusion", "analytic"),
+])
+def test_profile_errors(target, message, capsys):
+    assert main(["profile", "--target", target]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_malformed_accelerator_file(tmp_path):
+    bad = tmp_path / "accel.yaml"
+    bad.write_text("name: x\nfrequency_hz: -5\n")
+    with pytest.raises(TightfitError, match=str(bad)):
+        get_target(str(bad))
+
+
+def test_profile_command_builds_and_validates(capsys):
+    threads_before = torch.get_num_threads()
+    args = ["profile", "--target", "cpu-torch", "--resolution", "8", "--in-channels", "1", "--width", "0.35",
+            "--validate", "3"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    space = SearchSpace(8, 1, 10, width_mult=0.35)
+    assert f'"entries": {len(space_ops(space))}' in out and '"mape_pct"' in out and '"spearman"' in out
+    assert torch.get_num_threads() == threads_before  # timing at 1 thread does not leak into the process
