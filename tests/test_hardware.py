@@ -184,3 +184,23 @@ def test_profile_command_builds_and_validates(capsys):
     space = SearchSpace(8, 1, 10, width_mult=0.35)
     assert f'"entries": {len(space_ops(space))}' in out and '"mape_pct"' in out and '"spearman"' in out
     assert torch.get_num_threads() == threads_before  # timing at 1 thread does not leak into the process
+
+
+def test_energy_uses_rapl_when_readable_and_a_stated_model_otherwise(tmp_path, monkeypatch):
+    from tightfit.hardware import energy
+
+    counter, top = tmp_path / "energy_uj", tmp_path / "max_energy_range_uj"
+    counter.write_text("999000")
+    top.write_text("999999")
+    monkeypatch.setattr(energy, "RAPL", counter)
+    monkeypatch.setattr(energy, "RAPL_RANGE", top)
+
+    def run_once():  # each call "uses" 3000 uJ, wrapping the counter on the first
+        counter.write_text(str((int(counter.read_text()) + 3000) % 1_000_000))
+
+    measured = energy.cpu_energy(run_once, latency_ms=1.0, threads=1)
+    assert measured.mj == pytest.approx(3.0) and measured.source.startswith("measured: RAPL")
+    monkeypatch.setattr(energy, "RAPL", tmp_path / "absent")
+    modelled = energy.cpu_energy(run_once, latency_ms=2.0, threads=2)
+    assert modelled.mj == pytest.approx(2.0 * energy.WATTS_PER_ACTIVE_CORE * 2)
+    assert modelled.source.startswith("modelled")

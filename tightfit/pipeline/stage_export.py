@@ -17,7 +17,8 @@ from tightfit.export.onnx import check_parity, export_onnx, onnx_accuracy, ort_s
 from tightfit.export.weights import save_weights
 from tightfit.fileio import write_json
 from tightfit.hardware.cost import CostModel
-from tightfit.hardware.energy import modelled_cpu_energy
+from tightfit.hardware.energy import cpu_energy
+from tightfit.hardware.runtime_ort import OrtRuntime
 from tightfit.metrics.complexity import measure_complexity
 from tightfit.pipeline.stages import Candidate, RunContext, StageRecord
 from tightfit.train.trainer import evaluate
@@ -62,6 +63,9 @@ def _latency_and_energy(ctx: RunContext, model: torch.nn.Module, onnx_path: Path
         return ({"p50_ms": cost.latency_ms, "p90_ms": cost.latency_ms, "runs": 0, "source": cost.latency_source},
                 {"mj": cost.energy_mj, "source": cost.energy_source})
     stats = target.measure(model, onnx_path, ctx.input_shape)
-    energy = modelled_cpu_energy(stats.p50_ms, target.threads)
+    runtime = target.runtime()
+    run_once = (runtime.prepare_onnx(onnx_path, ctx.input_shape) if isinstance(runtime, OrtRuntime)
+                else runtime.prepare(model, ctx.input_shape))
+    energy = cpu_energy(run_once, stats.p50_ms, target.threads)
     return ({**stats.to_json(), "source": f"measured end to end, {target.threads} thread(s)"},
             {"mj": energy.mj, "source": energy.source})
