@@ -2,6 +2,7 @@
 
 import json
 import random
+from dataclasses import replace
 
 import pytest
 import torch
@@ -204,3 +205,31 @@ def test_energy_uses_rapl_when_readable_and_a_stated_model_otherwise(tmp_path, m
     modelled = energy.cpu_energy(run_once, latency_ms=2.0, threads=2)
     assert modelled.mj == pytest.approx(2.0 * energy.WATTS_PER_ACTIVE_CORE * 2)
     assert modelled.source.startswith("modelled")
+
+
+def test_mixed_precision_prediction_on_cpu_ort_lies_between_uniform_ones():
+    cost = CostModel(get_target("cpu-ort"), progress=False)
+    plan = _plan(4)
+    n = len(plan_ops(plan))
+    fp32, int8 = cost.predict_latency(plan, 32), cost.predict_latency(plan, 8)
+    assert cost.predict_latency(plan, [32] * n) == pytest.approx(fp32)
+    assert cost.predict_latency(plan, [8] * n) == pytest.approx(int8)
+    mixed = [8] * (n // 2) + [32] * (n - n // 2)
+    table = cost.table
+    keys = [replace(k, w_bits=b, a_bits=b) for k, b in zip(plan_ops(plan), mixed, strict=True)]
+    expected = table.overhead_ms + sum(table.entries[k] for k in keys)
+    assert cost.predict_latency(plan, mixed) == pytest.approx(expected)
+    c = cost.of_plan(plan, mixed)
+    assert cost.of_plan(plan, 8).bitops < c.bitops < cost.of_plan(plan, 32).bitops
+    with pytest.raises(TightfitError, match="precisions given"):
+        cost.predict_latency(plan, [8, 32])
+
+
+def test_per_layer_policy_on_an_analytic_target():
+    model = MobileNet(_plan(5))
+    cost = CostModel(get_target("bitfusion"))
+    uniform = cost.of_policy(model, (1, 8, 8), (8, 8))
+    depthwise_4bit = cost.of_policy(model, (1, 8, 8), lambda name: (4, 4) if ".conv.1." in name else (8, 8))
+    assert depthwise_4bit.latency_ms < uniform.latency_ms and depthwise_4bit.energy_mj < uniform.energy_mj
+    with pytest.raises(TightfitError, match="bit-flexible"):
+        CostModel(get_target("cpu-torch")).of_policy(model, (1, 8, 8), (8, 8))

@@ -6,16 +6,19 @@ model (analytic targets); `of_model` prices any PyTorch CNN; `measure` runs the 
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from torch import nn
 
+from tightfit.errors import TightfitError
+from tightfit.hardware.bitfusion import AcceleratorSpec, BitsPolicy, default_bitfusion, load_accelerator, network_cost
 from tightfit.hardware.energy import Energy, modelled_cpu_energy
 from tightfit.hardware.latency import LatencyStats
-from tightfit.hardware.layers import extract_layers
+from tightfit.hardware.layers import LayerOp, extract_layers
 from tightfit.hardware.lut import LookupTable
-from tightfit.hardware.ops import plan_ops
+from tightfit.hardware.ops import OpKey, plan_ops
 from tightfit.hardware.profile import ensure_entries
 from tightfit.hardware.targets import Target
 from tightfit.metrics.complexity import measure_complexity
@@ -53,16 +56,35 @@ class CostModel:
             self._table = LookupTable.open(self.target.fingerprint())
         return self._table
 
-    def predict_latency(self, plan: NetworkPlan, bits: int = 32) -> float:
-        """Lookup-table latency (ms): the sum of the operators' entries plus the call overhead."""
-        keys = plan_ops(plan, bits, bits)
+    def predict_latency(self, plan: NetworkPlan, bits: int | Sequence[int] = 32) -> float:
+        """Lookup-table latency (ms): the sum of the operators' entries plus the call overhead.
+
+        `bits` is one precision for every operator, or one per operator of `plan_ops(plan)` (mixed
+        precision: on cpu-ort each operator runs int8 or stays fp32)."""
+        keys = _keys(plan, bits)
         ensure_entries(self.target, self.table, keys, self.progress)  # measures only unseen operators
         return self.table.predict(keys)
 
-    def of_plan(self, plan: NetworkPlan, bits: int | None = None) -> Cost:
+    def of_plan(self, plan: NetworkPlan, bits: int | Sequence[int] | None = None) -> Cost:
         """Cost of a MobileNet-family network, every layer at `bits`: 32 or 8 on int8 runtimes, 1..8 on
-        bit-flexible accelerators; None is fp32 on measured targets and the widest bits on accelerators."""
+        bit-flexible accelerators; None is fp32 on measured targets and the widest bits on accelerators.
+        On measured targets `bits` may also give one precision per operator of `plan_ops(plan)`."""
         return self._cost(MobileNet(plan), _shape(plan), bits, plan)
+
+    def of_policy(self, model: nn.Module, input_shape: tuple[int, ...], policy: BitsPolicy) -> Cost:
+        """Cost of any CNN on an analytic target with per-layer (w_bits, a_bits), by module name (HAQ)."""
+        if self.target.kind != "analytic":
+            raise TightfitError(f"per-layer weight/activation bits need a bit-flexible target, not {self.target.name}; "
+                                "on cpu-ort give one precision (32 or 8) per operator to of_plan")
+        cx = measure_complexity(model, input_shape)
+        net = network_cost(extract_layers(model, input_shape), policy, self._accelerator())
+        return Cost(net.latency_ms, "analytic roofline model", net.energy_mj, "analytic model", net.size_bytes,
+                    cx.flops, net.bitops, cx.params, cx.peak_activation_bytes)
+
+    def _accelerator(self) -> AcceleratorSpec:
+        if self.target.accelerator_file:
+            return load_accelerator(Path(self.target.accelerator_file))
+        return default_bitfusion()
 
     def of_model(self, model: nn.Module, input_shape: tuple[int, ...], bits: int | None = None) -> Cost:
         """Cost of any CNN: analytic targets price its layers; measured targets run it end to end."""
@@ -72,27 +94,54 @@ class CostModel:
                 int8: bool = False) -> LatencyStats:
         return self.target.measure(model, onnx_path, input_shape, int8=int8)
 
-    def _cost(self, model: nn.Module, shape: tuple[int, ...], bits: int | None, plan: NetworkPlan | None) -> Cost:
-        cx = measure_complexity(model, shape)
+    def _cost(self, model: nn.Module, shape: tuple[int, ...], bits: int | Sequence[int] | None,
+              plan: NetworkPlan | None) -> Cost:
         if self.target.kind == "analytic":
-            from tightfit.hardware.bitfusion import default_bitfusion, load_accelerator, network_cost
-
-            spec = (load_accelerator(Path(self.target.accelerator_file)) if self.target.accelerator_file
-                    else default_bitfusion())
-            bits = bits or spec.max_bits
-            net = network_cost(extract_layers(model, shape), (bits, bits), spec)
-            return Cost(net.latency_ms, "analytic roofline model", net.energy_mj, "analytic model", net.size_bytes,
-                        cx.flops, net.bitops, cx.params, cx.peak_activation_bytes)
-        bits = bits or 32
-        bitops = cx.macs * bits * bits
+            if bits is not None and not isinstance(bits, int):
+                raise TightfitError("give an analytic target per-layer bits through of_policy")
+            uniform = bits or self._accelerator().max_bits
+            return self.of_policy(model, shape, (uniform, uniform))
+        cx = measure_complexity(model, shape)
+        bits = 32 if bits is None else bits
         if plan is not None:
             latency, source = self.predict_latency(plan, bits), "lookup table"
-        else:
+        elif isinstance(bits, int):
             latency, source = self.measure(model, None, shape, int8=bits == 8).p50_ms, "measured end to end"
+        else:
+            raise TightfitError("per-operator precisions need a network of the search space (of_plan)")
+        per_layer = _layer_bits(model, shape, bits)
+        bitops = sum(layer.macs * b * b for layer, b in per_layer)
+        size = sum(-(-layer.weight_count * b // 8) for layer, b in per_layer)
         energy: Energy = modelled_cpu_energy(latency, self.target.threads)
-        return Cost(latency, source, energy.mj, energy.source, cx.params * bits // 8, cx.flops, bitops, cx.params,
+        return Cost(latency, source, energy.mj, energy.source, size, cx.flops, bitops, cx.params,
                     cx.peak_activation_bytes)
 
 
 def _shape(plan: NetworkPlan) -> tuple[int, int, int]:
     return (plan.in_channels, plan.resolution, plan.resolution)
+
+
+def _keys(plan: NetworkPlan, bits: int | Sequence[int]) -> list[OpKey]:
+    if isinstance(bits, int):
+        return plan_ops(plan, bits, bits)
+    keys = plan_ops(plan)
+    if len(bits) != len(keys):
+        raise TightfitError(f"{len(bits)} precisions given for {len(keys)} operators (stem, blocks, head)")
+    return [replace(k, w_bits=b, a_bits=b) for k, b in zip(keys, bits, strict=True)]
+
+
+def _op_index(layer_name: str, n_ops: int) -> int:
+    """Which operator of a MobileNet a conv/linear layer belongs to: stem 0, blocks.i i + 1, head last."""
+    top, _, rest = layer_name.partition(".")
+    if top == "stem":
+        return 0
+    if top == "blocks":
+        return int(rest.partition(".")[0]) + 1
+    return n_ops - 1
+
+
+def _layer_bits(model: nn.Module, shape: tuple[int, ...], bits: int | Sequence[int]) -> list[tuple[LayerOp, int]]:
+    layers = extract_layers(model, shape)
+    if isinstance(bits, int):
+        return [(layer, bits) for layer in layers]
+    return [(layer, bits[_op_index(layer.name, len(bits))]) for layer in layers]
