@@ -13,7 +13,7 @@ from pathlib import Path
 from torch import nn
 
 from tightfit.errors import TightfitError
-from tightfit.hardware.bitfusion import AcceleratorSpec, BitsPolicy, default_bitfusion, load_accelerator, network_cost
+from tightfit.hardware.bitfusion import BitsPolicy, network_cost
 from tightfit.hardware.energy import Energy, modelled_cpu_energy
 from tightfit.hardware.latency import LatencyStats
 from tightfit.hardware.layers import LayerOp, extract_layers
@@ -77,14 +77,9 @@ class CostModel:
             raise TightfitError(f"per-layer weight/activation bits need a bit-flexible target, not {self.target.name}; "
                                 "on cpu-ort give one precision (32 or 8) per operator to of_plan")
         cx = measure_complexity(model, input_shape)
-        net = network_cost(extract_layers(model, input_shape), policy, self._accelerator())
+        net = network_cost(extract_layers(model, input_shape), policy, self.target.accelerator)
         return Cost(net.latency_ms, "analytic roofline model", net.energy_mj, "analytic model", net.size_bytes,
                     cx.flops, net.bitops, cx.params, cx.peak_activation_bytes)
-
-    def _accelerator(self) -> AcceleratorSpec:
-        if self.target.accelerator_file:
-            return load_accelerator(Path(self.target.accelerator_file))
-        return default_bitfusion()
 
     def of_model(self, model: nn.Module, input_shape: tuple[int, ...], bits: int | None = None) -> Cost:
         """Cost of any CNN: analytic targets price its layers; measured targets run it end to end."""
@@ -99,7 +94,7 @@ class CostModel:
         if self.target.kind == "analytic":
             if bits is not None and not isinstance(bits, int):
                 raise TightfitError("give an analytic target per-layer bits through of_policy")
-            uniform = bits or self._accelerator().max_bits
+            uniform = bits or self.target.accelerator.max_bits
             return self.of_policy(model, shape, (uniform, uniform))
         cx = measure_complexity(model, shape)
         bits = 32 if bits is None else bits

@@ -14,10 +14,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from tightfit.hardware.latency import LatencyStats, time_runs
-
-# QDQ and QOperator ran MobileNetV2 at the same speed here (AMD EPYC, 1 thread: 3.00 ms both, against
-# 4.55 ms fp32 in the same run); QDQ is ONNX Runtime's recommended, more portable format.
+# QDQ ran MobileNetV2 slightly faster than QOperator on this project's CPU, both about 1.6x fp32
+# (bench/results/int8_format.json); it is also ONNX Runtime's recommended, more portable format.
 INT8_FORMAT = "QDQ"
 
 
@@ -106,12 +104,6 @@ class OrtRuntime:
         if int8:
             model = quantize_int8(model, input_shape, self.batch_size)
         return self.prepare_onnx(model, input_shape)
-
-    def time_onnx(self, model: bytes | str | Path, input_shape: tuple[int, ...]) -> LatencyStats:
-        return time_runs(self.prepare_onnx(model, input_shape), self.warmup, self.repeats)
-
-    def measure_module(self, module: nn.Module, input_shape: tuple[int, ...], int8: bool = False) -> LatencyStats:
-        return time_runs(self.prepare(module, input_shape, int8), self.warmup, self.repeats)
 
     def overhead_module(self) -> nn.Module:
         """A model that does nothing: its latency is the per-call cost, paid once per network, not per entry."""

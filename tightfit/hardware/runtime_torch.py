@@ -9,8 +9,6 @@ from contextlib import contextmanager
 import torch
 from torch import nn
 
-from tightfit.hardware.latency import LatencyStats, time_runs
-
 
 @contextmanager
 def keep_torch_threads() -> Iterator[None]:
@@ -51,10 +49,6 @@ class TorchRuntime:
             sync()
 
         return step
-
-    def measure_module(self, module: nn.Module, input_shape: tuple[int, ...], int8: bool = False) -> LatencyStats:
-        with keep_torch_threads():
-            return time_runs(self.prepare(module, input_shape, int8), self.warmup, self.repeats)
 
     def overhead_module(self) -> nn.Module:
         return nn.Identity()

@@ -8,6 +8,7 @@ latency and energy from a roofline model.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,10 +16,11 @@ import torch
 from torch import nn
 
 from tightfit.errors import TightfitError
+from tightfit.hardware.bitfusion import AcceleratorSpec, default_bitfusion, load_accelerator
 from tightfit.hardware.fingerprint import fingerprint
-from tightfit.hardware.latency import LatencyStats
+from tightfit.hardware.latency import LatencyStats, time_runs
 from tightfit.hardware.runtime_ort import OrtRuntime
-from tightfit.hardware.runtime_torch import TorchRuntime
+from tightfit.hardware.runtime_torch import TorchRuntime, keep_torch_threads
 
 
 def default_threads() -> int:
@@ -35,7 +37,7 @@ class Target:
     batch_size: int = 1
     threads: int = 1
     int8: bool = False  # the runtime has int8 kernels (entries with w_bits = a_bits = 8)
-    accelerator_file: str | None = None
+    accelerator: AcceleratorSpec | None = None  # analytic targets: the accelerator's parameters, loaded once
 
     def runtime(self, warmup: int = 20, repeats: int = 100) -> OrtRuntime | TorchRuntime:
         if self.kind != "measured":
@@ -48,15 +50,21 @@ class Target:
         device = torch.cuda.get_device_name() if self.device.startswith("cuda") else "cpu"
         return fingerprint(self.name, self.runtime_name, self.threads, self.batch_size, device)
 
+    def prepare(self, model: nn.Module, onnx_path: Path | None, input_shape: tuple[int, ...],
+                int8: bool = False) -> Callable[[], object]:
+        """One inference of the deployed model, run the way this target runs it (the exported ONNX file on
+        cpu-ort when there is one)."""
+        rt = self.runtime()
+        if isinstance(rt, OrtRuntime) and onnx_path is not None and not int8:
+            return rt.prepare_onnx(onnx_path, input_shape)
+        return rt.prepare(model, input_shape, int8=int8)
+
     def measure(self, model: nn.Module, onnx_path: Path | None, input_shape: tuple[int, ...],
                 int8: bool = False) -> LatencyStats:
-        """End-to-end latency of the deployed model, run the way this target runs it."""
+        """End-to-end latency of the deployed model: warm-up, then the median and p90 of repeated runs."""
         rt = self.runtime()
-        if isinstance(rt, OrtRuntime):
-            if onnx_path is not None and not int8:
-                return rt.time_onnx(onnx_path, input_shape)
-            return rt.measure_module(model, input_shape, int8=int8)
-        return rt.measure_module(model, input_shape)
+        with keep_torch_threads():
+            return time_runs(self.prepare(model, onnx_path, input_shape, int8), rt.warmup, rt.repeats)
 
 
 def _cuda() -> Target:
@@ -67,10 +75,8 @@ def _cuda() -> Target:
 
 
 def _bitfusion(path: str | None = None) -> Target:
-    from tightfit.hardware.bitfusion import default_bitfusion, load_accelerator
-
     spec = load_accelerator(Path(path)) if path else default_bitfusion()  # validates the file now
-    return Target(spec.name if path else "bitfusion", "analytic", batch_size=1, accelerator_file=path)
+    return Target(spec.name if path else "bitfusion", "analytic", batch_size=1, accelerator=spec)
 
 
 TARGET_NAMES = ("cpu-ort", "cpu-torch", "cuda", "bitfusion")

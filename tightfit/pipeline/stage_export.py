@@ -18,7 +18,8 @@ from tightfit.export.weights import save_weights
 from tightfit.fileio import write_json
 from tightfit.hardware.cost import CostModel
 from tightfit.hardware.energy import cpu_energy
-from tightfit.hardware.runtime_ort import OrtRuntime
+from tightfit.hardware.latency import time_runs
+from tightfit.hardware.runtime_torch import keep_torch_threads
 from tightfit.metrics.complexity import measure_complexity
 from tightfit.pipeline.stages import Candidate, RunContext, StageRecord
 from tightfit.train.trainer import evaluate
@@ -62,10 +63,10 @@ def _latency_and_energy(ctx: RunContext, model: torch.nn.Module, onnx_path: Path
         cost = CostModel(target).of_model(model, ctx.input_shape)
         return ({"p50_ms": cost.latency_ms, "p90_ms": cost.latency_ms, "runs": 0, "source": cost.latency_source},
                 {"mj": cost.energy_mj, "source": cost.energy_source})
-    stats = target.measure(model, onnx_path, ctx.input_shape)
     runtime = target.runtime()
-    run_once = (runtime.prepare_onnx(onnx_path, ctx.input_shape) if isinstance(runtime, OrtRuntime)
-                else runtime.prepare(model, ctx.input_shape))
-    energy = cpu_energy(run_once, stats.p50_ms, target.threads)
+    run_once = target.prepare(model, onnx_path, ctx.input_shape)  # one session for latency and energy
+    with keep_torch_threads():
+        stats = time_runs(run_once, runtime.warmup, runtime.repeats)
+        energy = cpu_energy(run_once, stats.p50_ms, target.threads)
     return ({**stats.to_json(), "source": f"measured end to end, {target.threads} thread(s)"},
             {"mj": energy.mj, "source": energy.source})
