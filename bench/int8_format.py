@@ -24,7 +24,7 @@ def main() -> None:
     fp32 = export_bytes(build_model(ModelSpec("mobilenetv2", 32, 3, 10, 1.0)), SHAPE)
     models = {"fp32": fp32, "QDQ": quantize_int8(fp32, SHAPE, fmt="QDQ"),
               "QOperator": quantize_int8(fp32, SHAPE, fmt="QOperator")}
-    times = interleaved_latency([runtime.prepare_onnx(m, SHAPE) for m in models.values()], passes=9)
+    times = interleaved_latency([runtime.prepare_onnx(m, SHAPE) for m in models.values()])
     ms = dict(zip(models, times, strict=True))
     summary = {**{f"{k}_ms": v for k, v in ms.items()}, "speedup_qdq": ms["fp32"] / ms["QDQ"],
                "speedup_qoperator": ms["fp32"] / ms["QOperator"], "faster": min(("QDQ", "QOperator"), key=ms.get)}

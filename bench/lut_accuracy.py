@@ -11,6 +11,7 @@ this CPU's measured peak (a large GEMM, fp32 and int8) and MobileNetV2's rooflin
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import tempfile
 import time
@@ -19,8 +20,8 @@ import numpy as np
 from _common import write_result
 from onnx import TensorProto, helper
 
-from tightfit.hardware import CostModel, build_table, get_target
-from tightfit.hardware.latency import time_runs
+from tightfit.hardware import CostModel, build_table, get_target, profile
+from tightfit.hardware.latency import TIMING, time_runs
 from tightfit.hardware.runtime_ort import INT8_FORMAT, OrtRuntime
 from tightfit.hardware.validate import summarize, validate
 from tightfit.metrics import count_flops
@@ -80,6 +81,7 @@ def main() -> None:
         if name == "cpu-ort":
             summary["build_seconds"] = seconds
             summary["build_entries"] = len(table)
+        summary[f"{key}_scales"] = {str(b): s for b, s in table.scales.items()}
         cost = CostModel(target)
         result = validate(cost, space, args.random, args.pruned, seed=args.seed)
         summary[key] = {**summarize(result), "threads": target.threads, "table_entries": len(table),
@@ -109,12 +111,16 @@ def main() -> None:
                            "efficiency": flops / (measured / 1e3) / 1e9 / peak["fp32_gflops"]}
     print(summary["cpu_peak"], summary["roofline"])
     protocol = {"resolution": 32, "batch_size": 1, "random_archs": args.random, "pruned_networks": args.pruned,
-                "seed": args.seed, "timing": "20 warm-up runs, median of 100", "threads": target.threads,
-                "prediction": "sum of per-operator table entries (net of per-call overhead) + one call overhead",
+                "seed": args.seed, "threads": target.threads,
+                "prediction": "one call overhead + sum of per-operator table entries (net of the per-call "
+                              "overhead) times the precision's calibration scale",
+                "calibration": f"{profile.CALIBRATION_NETWORKS} random networks of the space (seed "
+                               f"{profile.CALIBRATION_SEED}, disjoint from the validation networks) measured end "
+                               "to end at table build time; scale fitted by least squares through the origin",
                 "pruned": "per stage a kept share of width in [0.3, 1], per block of hidden width in [0.3, 1], "
                           "rounded to multiples of 8 (cpu_ort_pruned_any_channels: not rounded)",
-                "estimator": "table entries and end-to-end measurements alike: min over 7 shuffled passes, spread over "
-                             ">= 6 s, of the median of 20 runs"}
+                "estimator": "table entries and end-to-end measurements alike: " + json.dumps(TIMING.to_json()) +
+                             ": median over shuffled passes of each pass's median of `repeats` runs"}
     print(write_result(__file__, protocol, summary, rows))
 
 

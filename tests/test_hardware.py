@@ -23,8 +23,7 @@ SPACE = SearchSpace(8, 1, 10, width_mult=0.35)  # tiny: the tests time real oper
 @pytest.fixture(autouse=True)
 def _cache(tmp_path, monkeypatch):
     monkeypatch.setenv("TIGHTFIT_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setattr(profile_mod, "PASSES", 1)
-    monkeypatch.setattr(profile_mod, "MIN_SPAN_S", 0.0)
+    monkeypatch.setenv("TIGHTFIT_TIMING", "1:0")
 
 
 def _plan(seed: int = 0):
@@ -38,6 +37,7 @@ def test_cost_interface_on_every_target(name):
             get_target(name)
         pytest.skip("no GPU here")
     cost = CostModel(get_target(name), progress=False)
+    cost.profile_space(SPACE)
     plan = _plan()
     c = cost.of_plan(plan)
     bits = 8 if name == "bitfusion" else 32  # unquantized networks run at the accelerator's widest bits
@@ -101,14 +101,15 @@ def test_corrupt_cache_is_rebuilt_not_crashed_on(capsys):
 
 
 def test_an_interrupted_build_resumes_where_it_stopped(monkeypatch):
+    monkeypatch.setattr(profile_mod, "CHUNK", 16)
     target = get_target("cpu-torch")
-    keys = space_ops(SPACE)[:50]
+    keys = space_ops(SPACE)[:24]
     real = latency_mod.interleaved_latency
     calls = {"n": 0}
 
     def crash_on_second_chunk(fns, *args, **kwargs):
         calls["n"] += 1
-        if calls["n"] == 3:  # 1: overhead, 2: first chunk, 3: second chunk
+        if calls["n"] == 2:  # 1: first chunk (with the call overhead), 2: second chunk
             raise KeyboardInterrupt
         return real(fns, *args, **kwargs)
 
@@ -121,8 +122,8 @@ def test_an_interrupted_build_resumes_where_it_stopped(monkeypatch):
     assert ensure_entries(target, saved, keys, progress=False) == len(keys) - profile_mod.CHUNK
 
 
-def test_interleaved_latency_keeps_the_least_disturbed_pass(monkeypatch):
-    """Every function is timed once per pass; its result is the minimum of its per-pass medians."""
+def test_interleaved_latency_is_the_median_of_per_pass_medians(monkeypatch):
+    """Every function is timed once per pass; its result is the median of its per-pass medians."""
     medians = iter([5.0, 9.0, 4.0, 3.0, 6.0, 8.0])
     seen: dict = {}
 
@@ -137,9 +138,9 @@ def test_interleaved_latency_keeps_the_least_disturbed_pass(monkeypatch):
 
     monkeypatch.setattr(latency_mod, "time_runs", scripted)
     fns = [lambda: None, lambda: None]
-    out = latency_mod.interleaved_latency(fns, passes=3)
+    out = latency_mod.interleaved_latency(fns, latency_mod.Timing(passes=3, min_span_s=0.0))
     assert [len(seen[f]) for f in fns] == [3, 3]
-    assert out == [min(seen[fns[0]]), min(seen[fns[1]])]
+    assert out == [sorted(seen[fns[0]])[1], sorted(seen[fns[1]])[1]]
 
 
 def test_pruned_plans_keep_residual_blocks_consistent():
@@ -153,10 +154,11 @@ def test_pruned_plans_keep_residual_blocks_consistent():
 
 
 def test_summary_statistics():
-    rows = [ValidationRow("a", "random", 32, 1.05, 1.0), ValidationRow("b", "random", 32, 1.9, 2.0),
-            ValidationRow("c", "random", 32, 3.6, 3.0)]
+    rows = [ValidationRow("a", "random", 32, 1.05, 1.0, 1.1), ValidationRow("b", "random", 32, 1.9, 2.0, 2.2),
+            ValidationRow("c", "random", 32, 3.6, 3.0, 3.3)]
     s = summarize(rows)
     assert s["mape_pct"] == pytest.approx((5 + 5 + 20) / 3)
+    assert s["mape_pct_with_stored_scale"] == pytest.approx(10)
     assert s["within_10pct"] == pytest.approx(2 / 3) and s["max_abs_error_pct"] == pytest.approx(20)
     assert s["spearman"] == pytest.approx(1.0)
 
@@ -233,3 +235,25 @@ def test_per_layer_policy_on_an_analytic_target():
     assert depthwise_4bit.latency_ms < uniform.latency_ms and depthwise_4bit.energy_mj < uniform.energy_mj
     with pytest.raises(TightfitError, match="bit-flexible"):
         CostModel(get_target("cpu-torch")).of_policy(model, (1, 8, 8), (8, 8))
+
+
+def test_calibration_fits_the_scale_with_which_entries_add_up_to_networks(monkeypatch):
+    """Networks measured 1.25x the sum of their entries (net of the call overhead) give a scale of 1.25,
+    which then multiplies every entry of that precision in predictions."""
+    target = get_target("cpu-ort")
+    table = LookupTable.open(target.fingerprint())
+    real = profile_mod.interleaved_latency
+
+    def networks_run_slower(fns, timing=None):
+        if len(fns) != profile_mod.CALIBRATION_NETWORKS:
+            return real(fns, timing)
+        rng = random.Random(profile_mod.CALIBRATION_SEED)
+        plans = [SPACE.plan(SPACE.random_arch(rng)) for _ in fns]
+        return [table.overhead_ms + 1.25 * sum(table.entries[k] for k in plan_ops(p)) for p in plans]
+
+    monkeypatch.setattr(profile_mod, "interleaved_latency", networks_run_slower)
+    assert profile_mod.calibrate(target, table, SPACE, 32, progress=False) == pytest.approx(1.25)
+    keys = plan_ops(_plan(4))
+    ensure_entries(target, table, keys, progress=False)
+    assert table.predict(keys) == pytest.approx(table.overhead_ms + 1.25 * sum(table.entries[k] for k in keys))
+    assert LookupTable.open(target.fingerprint()).scales == {32: pytest.approx(1.25)}  # saved with the table

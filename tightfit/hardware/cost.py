@@ -18,12 +18,13 @@ from tightfit.hardware.energy import Energy, modelled_cpu_energy
 from tightfit.hardware.latency import LatencyStats
 from tightfit.hardware.layers import LayerOp, extract_layers
 from tightfit.hardware.lut import LookupTable
-from tightfit.hardware.ops import OpKey, plan_ops
-from tightfit.hardware.profile import ensure_entries
+from tightfit.hardware.ops import OpKey, op_module, plan_ops
+from tightfit.hardware.profile import build_table, ensure_entries
 from tightfit.hardware.targets import Target
 from tightfit.metrics.complexity import measure_complexity
 from tightfit.models.mobilenet import MobileNet
 from tightfit.space.plan import NetworkPlan
+from tightfit.space.space import SearchSpace
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,12 @@ class CostModel:
             self._table = LookupTable.open(self.target.fingerprint())
         return self._table
 
+    def profile_space(self, space: SearchSpace, precisions: tuple[int, ...] | None = None) -> None:
+        """Measure and calibrate every operator of `space` on a measured target (cached), at `precisions`
+        (default: all the target runs); analytic targets need nothing."""
+        if self.target.kind == "measured":
+            self._table = build_table(self.target, space, self.progress, precisions)
+
     def predict_latency(self, plan: NetworkPlan, bits: int | Sequence[int] = 32) -> float:
         """Lookup-table latency (ms): the sum of the operators' entries plus the call overhead.
 
@@ -64,6 +71,28 @@ class CostModel:
         keys = _keys(plan, bits)
         ensure_entries(self.target, self.table, keys, self.progress)  # measures only unseen operators
         return self.table.predict(keys)
+
+    def op_costs(self, keys: Sequence[OpKey], metric: str = "latency") -> tuple[list[float], float]:
+        """Each operator's own cost, and the cost paid once per network, in ms ("latency") or mJ ("energy").
+
+        The network's predicted cost is the sum of its operators' plus the once-per-network part: on
+        measured targets the table entries and the call overhead (energy modelled from them); on analytic
+        targets each operator's layers priced by the roofline model at the operator's bits, and nothing
+        once. Search methods weight these by their path probabilities (ProxylessNAS's E[latency]).
+        """
+        if metric not in ("latency", "energy"):
+            raise TightfitError(f"cost metric {metric!r}: use 'latency' or 'energy'")
+        if self.target.kind == "analytic":
+            nets = [network_cost(extract_layers(op_module(k), k.input_shape), _analytic_bits(k, self.target),
+                                 self.target.accelerator) for k in keys]
+            return [n.latency_ms if metric == "latency" else n.energy_mj for n in nets], 0.0
+        ensure_entries(self.target, self.table, keys, self.progress)
+        ms = [self.table.entry_ms(k) for k in keys]
+        once = self.table.overhead_ms
+        if metric == "latency":
+            return ms, once
+        return [modelled_cpu_energy(m, self.target.threads).mj for m in ms], modelled_cpu_energy(
+            once, self.target.threads).mj
 
     def of_plan(self, plan: NetworkPlan, bits: int | Sequence[int] | None = None) -> Cost:
         """Cost of a MobileNet-family network, every layer at `bits`: 32 or 8 on int8 runtimes, 1..8 on
@@ -99,7 +128,9 @@ class CostModel:
         cx = measure_complexity(model, shape)
         bits = 32 if bits is None else bits
         if plan is not None:
-            latency, source = self.predict_latency(plan, bits), "lookup table"
+            latency = self.predict_latency(plan, bits)
+            calibrated = all(self.table.calibrated(b) for b in ({bits} if isinstance(bits, int) else set(bits)))
+            source = "lookup table" if calibrated else "lookup table (uncalibrated: build it with tightfit profile)"
         elif isinstance(bits, int):
             latency, source = self.measure(model, None, shape, int8=bits == 8).p50_ms, "measured end to end"
         else:
@@ -110,6 +141,12 @@ class CostModel:
         energy: Energy = modelled_cpu_energy(latency, self.target.threads)
         return Cost(latency, source, energy.mj, energy.source, size, cx.flops, bitops, cx.params,
                     cx.peak_activation_bytes)
+
+
+def _analytic_bits(key: OpKey, target: Target) -> tuple[int, int]:
+    """An fp32 key on an accelerator runs at its widest bits, as unquantized networks do in `of_plan`."""
+    widest = target.accelerator.max_bits
+    return min(key.w_bits, widest), min(key.a_bits, widest)
 
 
 def _shape(plan: NetworkPlan) -> tuple[int, int, int]:

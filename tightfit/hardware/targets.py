@@ -18,7 +18,7 @@ from torch import nn
 from tightfit.errors import TightfitError
 from tightfit.hardware.bitfusion import AcceleratorSpec, default_bitfusion, load_accelerator
 from tightfit.hardware.fingerprint import fingerprint
-from tightfit.hardware.latency import LatencyStats, time_runs
+from tightfit.hardware.latency import LatencyStats, default_timing, time_runs
 from tightfit.hardware.runtime_ort import OrtRuntime
 from tightfit.hardware.runtime_torch import TorchRuntime, keep_torch_threads
 
@@ -48,7 +48,8 @@ class Target:
 
     def fingerprint(self) -> dict:
         device = torch.cuda.get_device_name() if self.device.startswith("cuda") else "cpu"
-        return fingerprint(self.name, self.runtime_name, self.threads, self.batch_size, device)
+        return {**fingerprint(self.name, self.runtime_name, self.threads, self.batch_size, device),
+                "timing": default_timing().to_json()}
 
     def prepare(self, model: nn.Module, onnx_path: Path | None, input_shape: tuple[int, ...],
                 int8: bool = False) -> Callable[[], object]:
