@@ -116,11 +116,9 @@ def test_skip_is_offered_exactly_where_stride_is_one_and_channels_match(resoluti
         cands = space.candidates(s, i)
         assert len(cands) == len(set(cands))
         assert {c for c in cands if c is not None} == {MBConvChoice(k, e) for k in (3, 5, 7) for e in (3, 6)}
-        if None in cands:
-            assert i > 0
-            assert spec.stride == 1 and spec.in_channels == spec.out_channels and spec.residual
-        else:
-            assert i == 0
+        assert (None in cands) == (spec.stride == 1 and spec.in_channels == spec.out_channels) == spec.residual
+        if i > 0:
+            assert None in cands
 
 
 @pytest.mark.parametrize("resolution, final", [(224, 7), (32, 4), (8, 4), (64, 4), (16, 4), (4, 4)])

@@ -2,14 +2,16 @@
 
 At 224x224 it is the ProxylessNAS backbone: a 32-channel stride-2 stem, a fixed MBConv1 3x3 to 16
 channels, six searchable stages of widths (24, 40, 80, 96, 192, 320) and depths (4, 4, 4, 4, 4, 1), a
-1280-channel head. Every searchable block chooses MBConv {3,5,7} x {3,6}; blocks that are not the first
-of their stage may also choose `skip` (stride 1 and equal channels, so the residual carries the input).
+1280-channel head. Every searchable block chooses MBConv {3,5,7} x {3,6}, and also `skip` wherever it has
+stride 1 and equal in/out channels (so the residual carries the input): every block but the first of its
+stage, and a first block too where width rounding gives two stages the same width.
 """
 
 from __future__ import annotations
 
 import random
 from dataclasses import dataclass
+from functools import cached_property
 
 from tightfit.errors import TightfitError
 from tightfit.space.arch import Arch, Block, MBConvChoice
@@ -57,12 +59,24 @@ class SearchSpace:
     def candidates(self, stage: int, index: int) -> tuple[Block, ...]:
         """The ops offered at a block position; `skip` only where stride is 1 and channels are equal."""
         ops: list[Block] = [MBConvChoice(k, e) for k in self.kernels for e in self.expands]
-        if index > 0:
+        if self._skippable[self.positions().index((stage, index))]:
             ops.append(None)
         return tuple(ops)
 
+    @cached_property
+    def _skippable(self) -> tuple[bool, ...]:
+        return tuple(spec.residual for spec in self.position_specs())
+
     def positions(self) -> tuple[tuple[int, int], ...]:
         return tuple((s, i) for s, depth in enumerate(self.stage_depths) for i in range(depth))
+
+    def position_specs(self) -> tuple[MBConvSpec, ...]:
+        """Per block position, in order, its shapes (as an MBConv of the first kernel and expand ratio).
+
+        `skip` keeps a block's shape, so every position has the same input and output whatever is chosen
+        before it; a candidate is `replace(spec, kernel=k, expand=e)`.
+        """
+        return self._build(self.uniform_arch(self.kernels[0], self.expands[0])).blocks[1:]
 
     def random_arch(self, rng: random.Random) -> Arch:
         stages = [[rng.choice(self.candidates(s, i)) for i in range(d)] for s, d in enumerate(self.stage_depths)]
@@ -82,7 +96,7 @@ class SearchSpace:
         for s, stage in enumerate(arch.stages):
             for i, block in enumerate(stage):
                 if block not in self.candidates(s, i):
-                    why = "the first block of a stage cannot be skipped" if block is None else (
+                    why = "it cannot be skipped, as it changes stride or width" if block is None else (
                         f"kernels are {self.kernels} and expand ratios {self.expands}"
                     )
                     raise TightfitError(f"architecture {arch}: block {i} of stage {s} is {block}; {why}")
@@ -92,7 +106,9 @@ class SearchSpace:
 
     def plan(self, arch: Arch) -> NetworkPlan:
         """The plain network of `arch`: skipped blocks vanish."""
-        self.validate(arch)
+        return self._build(self.validate(arch))
+
+    def _build(self, arch: Arch) -> NetworkPlan:
         stem_stride, stage_strides = self.strides()
         resolution = (self.resolution + stem_stride - 1) // stem_stride
         stem = self._width(self.stem_channels)
