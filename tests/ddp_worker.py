@@ -1,4 +1,4 @@
-"""Run by tests/test_ddp.py under torchrun: trains on digits with DDP and saves this rank's result."""
+"""Run by tests/test_ddp.py under torchrun: trains (or searches) on digits and saves this rank's result."""
 
 import json
 import sys
@@ -10,6 +10,31 @@ from safetensors.torch import save_file
 from tightfit.data import BatchLoader, Normalize, load_dataset, split_validation
 from tightfit.models import ModelSpec, build_model
 from tightfit.train import TrainConfig, Trainer, init_distributed, shutdown
+
+
+def search(out: Path) -> None:
+    """A short ProxylessNAS search: every rank samples the same paths and averages the same gradients."""
+    from tightfit.hardware import CostModel, get_target
+    from tightfit.methods.search.costs import space_costs
+    from tightfit.methods.search.proxyless import ProxylessSearch, SearchConfig
+    from tightfit.methods.search.supernet import Supernet
+    from tightfit.space import SearchSpace
+
+    ctx = init_distributed()
+    data = load_dataset("digits")
+    train, val = split_validation(data.train, 0.1, 0)
+    norm = Normalize(*data.channel_stats())
+    space = SearchSpace(8, 1, 10, width_mult=0.35)
+    costs = space_costs(CostModel(get_target("bitfusion")), space)
+    loaders = [BatchLoader(split, 32, norm, shuffle=True, seed=i, rank=ctx.rank, world_size=ctx.world_size)
+               for i, split in enumerate((train, val))]
+    torch.manual_seed(0)
+    net = Supernet(space)
+    config = SearchConfig(warmup_epochs=1, epochs=1, arch_every=2, arch_lr=0.05)
+    result = ProxylessSearch(net, costs, config, *loaders, ctx=ctx, progress=False).run()
+    save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(out / f"search{ctx.rank}.safetensors"))
+    (out / f"search{ctx.rank}.json").write_text(json.dumps(result.to_json()))
+    shutdown(ctx)
 
 
 def main(out: Path) -> None:
@@ -32,4 +57,4 @@ def main(out: Path) -> None:
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]))
+    (search if sys.argv[2:] == ["search"] else main)(Path(sys.argv[1]))

@@ -8,7 +8,7 @@ from tightfit.cli.main import main
 from tightfit.pipeline import constraints_from_text, parse_quantity
 from tightfit.pipeline.stage_train import TrainStage
 
-FAST = ["--epochs", "5", "--no-progress"]
+FAST = ["--epochs", "5", "--search-warmup", "1", "--search-epochs", "2", "--no-progress"]
 
 
 @pytest.fixture(scope="module")
@@ -42,11 +42,24 @@ def test_card_reports_measured_figures_and_constraints(finished_run):
 def test_report_shows_curves_and_layers(finished_run):
     page = (finished_run / "report.html").read_text()
     assert "<svg" in page and "Learning curves" in page and "depthwise" in page
+    assert "Step 1: searched architecture" in page and "Evolution of p" in page
+
+
+def test_the_default_run_searches_the_architecture_it_deploys(finished_run):
+    card = json.loads((finished_run / "card.json").read_text())
+    spec = json.loads((finished_run / "model.json").read_text())
+    assert spec["family"] == "arch" and spec["arch"] == card["search"]["arch"]
+    assert card["search"]["target"] == 1000.0 and card["search"]["predicted"] <= 1000.0
+    state = json.loads((finished_run / "state.json").read_text())
+    assert [r["stage"] for r in state["completed"]] == ["search", "train", "export"]
+    history = state["completed"][0]["results"]["history"]
+    assert [h["phase"] for h in history] == ["warmup", "search", "search"]
+    assert all(abs(sum(p) - 1) < 1e-5 for h in history for p in h["probs"])
 
 
 def test_resume_reuses_finished_stages(finished_run, monkeypatch, capsys):
     state = json.loads((finished_run / "state.json").read_text())
-    state["completed"] = state["completed"][:1]  # as if the run died during export
+    state["completed"] = state["completed"][:2]  # as if the run died during export
     state["finished"] = False
     (finished_run / "state.json").write_text(json.dumps(state))
     (finished_run / "model.onnx").unlink()
@@ -58,7 +71,7 @@ def test_resume_reuses_finished_stages(finished_run, monkeypatch, capsys):
     assert main(["run", "--out", str(finished_run), "--resume", "--no-progress"]) == 0
     assert (finished_run / "model.onnx").is_file()
     assert json.loads((finished_run / "state.json").read_text())["finished"] is True
-    assert "resuming after stage 1 (train)" in capsys.readouterr().out
+    assert "resuming after stage 2 (train)" in capsys.readouterr().out
 
 
 def test_a_given_arch_and_resnet_run_end_to_end(tmp_path):

@@ -98,3 +98,21 @@ def peak_activation_bytes(model: nn.Module, input_shape: tuple[int, ...]) -> int
     finally:
         model.train(was_training)
     return int(peak)
+
+
+def peak_step_bytes(step: Any, keep: list[torch.Tensor]) -> int:
+    """Peak bytes of tensors a callable allocates and holds at once (activations saved for backward,
+    gradients, temporaries): the memory a training step needs on top of the tensors in `keep`
+    (parameters, optimizer state), which are not counted.
+
+    Args:
+        step: a function running, for example, forward, backward and an optimizer step.
+        keep: tensors that exist before the step and are not its cost.
+    """
+    tracker = _LiveStorageTracker({t.untyped_storage().data_ptr() for t in keep})
+    try:
+        with tracker:
+            step()
+        return int(tracker.peak)
+    finally:
+        tracker.detach_all()

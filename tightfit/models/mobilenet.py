@@ -27,14 +27,15 @@ class MobileNet(nn.Module):
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.dropout = nn.Dropout(dropout)
         self.classifier = nn.Linear(plan.head_channels, plan.num_classes)
-        _init_weights(self)
+        init_weights(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.head(self.blocks(self.stem(x)))  # (B, C_head, h, w)
         return self.classifier(self.dropout(torch.flatten(self.pool(x), 1)))
 
 
-def _init_weights(model: nn.Module) -> None:
+def init_weights(model: nn.Module) -> None:
+    """He (fan-out) convs, unit BatchNorm, small-normal classifier: the MobileNetV2 reference init."""
     for m in model.modules():
         if isinstance(m, nn.Conv2d):
             nn.init.kaiming_normal_(m.weight, mode="fan_out")

@@ -43,7 +43,19 @@ def build_card(config: RunConfig, data: DataBundle, normalize: Normalize, spec: 
         "flops": cx["flops"], "macs": cx["macs"], "bitops": cx["macs"] * bits * bits,
         "params": cx["params"], "peak_activation_bytes": cx["peak_activation_bytes"],
         "precision": {"weights_bits": bits, "activation_bits": bits},
+        "search": _search_summary(by_stage.get("search")),
         "search_cost_seconds": {r.stage: round(r.seconds, 2) for r in records},
         "software": {"python": platform.python_version(), "torch": torch.__version__,
                      "onnxruntime": onnxruntime.__version__, "cpu": platform.processor() or platform.machine()},
     }
+
+
+def _search_summary(search: dict | None) -> dict | None:
+    """Step 1's outcome: the architecture, its predicted cost against the target, and whether the plain
+    argmax of alpha already met the target (else tightfit's constrained derivation chose it)."""
+    if search is None:
+        return None
+    return {"method": "ProxylessNAS", "arch": search["arch"], "argmax_arch": search["argmax_arch"],
+            "metric": search["metric"], "unit": search["unit"], "target": search["target"],
+            "predicted": search["cost"], "argmax_predicted": search["argmax_cost"],
+            "argmax_met_target": search["argmax_met_target"], "epochs": len(search["history"])}

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, replace
 
 from tightfit.errors import TightfitError
+from tightfit.methods.search.proxyless import SearchConfig
 from tightfit.pipeline.constraints import Constraints
 from tightfit.train.config import TrainConfig
 
@@ -13,12 +14,13 @@ from tightfit.train.config import TrainConfig
 class RunConfig:
     data: str = "digits"
     resolution: int | None = None  # None: the data set's own
-    model: str = "mobilenetv2"
+    model: str = "search"  # "search": ProxylessNAS finds the architecture (step 1); else a fixed family
     width: float = 1.0
     arch: str | None = None
     target: str = "cpu-ort"
     constraints: Constraints = Constraints()
     train: TrainConfig = TrainConfig()
+    search: SearchConfig = SearchConfig()
     val_fraction: float = 0.1
     seed: int = 0
 
@@ -36,13 +38,16 @@ class RunConfig:
         obj = dict(obj)
         obj["constraints"] = Constraints.from_json(obj["constraints"])
         obj["train"] = TrainConfig.from_json(obj["train"])
+        obj["search"] = SearchConfig.from_json(obj["search"])
         return cls(**obj)
 
 
 # Defaults that depend on the data set: the embedded digits must train in about a minute on 2 cores.
 RECIPES: dict[str, dict] = {
-    "digits": {"width": 0.35, "train": {"epochs": 15, "batch_size": 64, "lr": 0.05, "warmup_epochs": 2.0}},
-    "default": {"width": 1.0, "train": {"epochs": 30, "batch_size": 128, "lr": 0.1, "warmup_epochs": 1.0}},
+    "digits": {"width": 0.35, "train": {"epochs": 15, "batch_size": 64, "lr": 0.05, "warmup_epochs": 2.0},
+               "search": {"warmup_epochs": 3, "epochs": 8, "batch_size": 64}},
+    "default": {"width": 1.0, "train": {"epochs": 30, "batch_size": 128, "lr": 0.1, "warmup_epochs": 1.0},
+                "search": {"warmup_epochs": 5, "epochs": 15, "batch_size": 64}},
 }
 
 
@@ -50,12 +55,14 @@ def recipe_for(data: str) -> dict:
     return RECIPES.get(data.partition(":")[0], RECIPES["default"])
 
 
-def resolve(data: str, width: float | None, train_overrides: dict, **fields: object) -> RunConfig:
+def resolve(data: str, width: float | None, train_overrides: dict, search_overrides: dict | None = None,
+            **fields: object) -> RunConfig:
     """A RunConfig from the data set's recipe, with every option the user gave taking precedence."""
     recipe = recipe_for(data)
     train = {**recipe["train"], **{k: v for k, v in train_overrides.items() if v is not None}}
+    search = {**recipe["search"], **{k: v for k, v in (search_overrides or {}).items() if v is not None}}
     model = str(fields.get("model") or RunConfig.model)
     if width is None:  # the recipe's width is for the MobileNet family; ResNets keep their published widths
-        width = recipe["width"] if model in ("mobilenetv2", "arch") else 1.0
-    config = RunConfig(data=data, width=width, train=TrainConfig(**train))
+        width = recipe["width"] if model in ("search", "mobilenetv2", "arch") else 1.0
+    config = RunConfig(data=data, width=width, train=TrainConfig(**train), search=SearchConfig(**search))
     return replace(config, **{k: v for k, v in fields.items() if v is not None})

@@ -3,22 +3,19 @@
 from __future__ import annotations
 
 import html
-import io
 import json
 from pathlib import Path
 
 from torch import nn
 
 from tightfit.fileio import write_text
+from tightfit.pipeline.figures import pyplot, to_svg
+from tightfit.pipeline.report_search import search_section
 from tightfit.pipeline.stages import StageRecord
 
 
 def _learning_curves_svg(history: list[dict]) -> str:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib import pyplot as plt
-
+    plt = pyplot()
     epochs = [h["epoch"] for h in history]
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(9, 3.2))
     ax_loss.plot(epochs, [h["train_loss"] for h in history], label="train")
@@ -32,10 +29,7 @@ def _learning_curves_svg(history: list[dict]) -> str:
         ax.grid(alpha=0.3)
         ax.legend()
     fig.tight_layout()
-    buf = io.StringIO()
-    fig.savefig(buf, format="svg")
-    plt.close(fig)
-    return buf.getvalue().split("?>", 1)[-1]  # drop the XML prolog so the SVG can sit inline
+    return to_svg(fig)
 
 
 def _layers_table(model: nn.Module) -> str:
@@ -53,9 +47,7 @@ def _layers_table(model: nn.Module) -> str:
             f"{body}</table>")
 
 
-def write_report(path: Path, card: dict, records: list[StageRecord], model: nn.Module) -> Path:
-    by_stage = {r.stage: r.results for r in records}
-    curves = _learning_curves_svg(by_stage["train"]["history"]) if "train" in by_stage else "<p>no training</p>"
+def _summary_table(card: dict) -> str:
     acc = card["accuracy"]
     summary = {
         "test top-1 (ONNX)": f"{acc['test_top1_onnx']:.4f}",
@@ -68,12 +60,27 @@ def write_report(path: Path, card: dict, records: list[StageRecord], model: nn.M
         "constraints met": str(card["all_constraints_met"]),
     }
     rows = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>" for k, v in summary.items())
+    return f"<h2>Summary</h2><table>{rows}</table>"
+
+
+def write_report(path: Path, card: dict | None, records: list[StageRecord], model: nn.Module) -> Path:
+    """The run's page; `card` is None for a run that stopped before export (a search on its own)."""
+    by_stage = {r.stage: r.results for r in records}
+    sections = [_summary_table(card)] if card else []
+    if "search" in by_stage:
+        sections.append(search_section(by_stage["search"]))
+    if "train" in by_stage:
+        sections.append(f"<h2>Learning curves</h2>{_learning_curves_svg(by_stage['train']['history'])}")
+    sections.append(f"<h2>The network, layer by layer</h2>{_layers_table(model)}")
+    if card:
+        sections.append(f"<h2>card.json</h2><pre>{html.escape(json.dumps(card, indent=2))}</pre>")
+        title = f"tightfit run: {card['model']['arch'] or card['model']['family']} on {card['data']['name']}"
+    else:
+        title = "tightfit search: " + by_stage["search"]["arch"]
+    body = "\n".join(sections)
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>tightfit report</title>
 <style>body{{font-family:sans-serif;max-width:960px;margin:2em auto}}table{{border-collapse:collapse}}
 td,th{{border:1px solid #ccc;padding:2px 8px;text-align:left}}pre{{background:#f6f6f6;padding:1em}}</style>
-</head><body><h1>tightfit run: {html.escape(card['model']['family'])} on {html.escape(card['data']['name'])}</h1>
-<h2>Summary</h2><table>{rows}</table>
-<h2>Learning curves</h2>{curves}
-<h2>The network, layer by layer</h2>{_layers_table(model)}
-<h2>card.json</h2><pre>{html.escape(json.dumps(card, indent=2))}</pre></body></html>"""
+</head><body><h1>{html.escape(title)}</h1>
+{body}</body></html>"""
     return write_text(path, page)

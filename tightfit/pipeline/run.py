@@ -24,6 +24,7 @@ from tightfit.pipeline.card import build_card
 from tightfit.pipeline.config import RunConfig
 from tightfit.pipeline.report import write_report
 from tightfit.pipeline.stage_export import ExportStage
+from tightfit.pipeline.stage_search import SearchStage
 from tightfit.pipeline.stage_train import TrainStage
 from tightfit.pipeline.stages import Candidate, RunContext, Stage, StageRecord
 from tightfit.train.distributed import DistContext, barrier, broadcast_object, init_distributed, shutdown
@@ -32,11 +33,14 @@ from tightfit.train.distributed import DistContext, barrier, broadcast_object, i
 @dataclass(frozen=True)
 class RunResult:
     run_dir: Path
-    card: dict
+    card: dict | None  # None when the run stopped before export (`tightfit search`)
+    search: dict | None = None  # step 1's record, when it ran
 
 
-def default_stages() -> list[Stage]:
-    return [TrainStage(), ExportStage()]
+def default_stages(config: RunConfig) -> list[Stage]:
+    """Step 1 (search) when the architecture is to be found; then training and the deployed artifact."""
+    first: list[Stage] = [SearchStage()] if config.model == "search" else []
+    return [*first, TrainStage(), ExportStage()]
 
 
 def new_run_dir(root: Path = Path("runs")) -> Path:
@@ -96,19 +100,22 @@ def run(config: RunConfig, run_dir: Path | None = None, *, resume: bool = False,
         if run_dir is None:
             run_dir = latest_unfinished() if resume else new_run_dir()
         run_dir = Path(str(broadcast_object(str(run_dir), dist)))
-        return _run(config, run_dir, resume, progress, stages or default_stages(), dist)
+        return _run(config, run_dir, resume, progress, stages, dist)
     finally:
         shutdown(dist)
 
 
-def _run(config: RunConfig, run_dir: Path, resume: bool, progress: bool, stages: list[Stage],
+def _run(config: RunConfig, run_dir: Path, resume: bool, progress: bool, stages: list[Stage] | None,
          dist: DistContext) -> RunResult | None:
     config = _read_config(config, run_dir, resume)
+    stages = stages or default_stages(config)
     target = get_target(config.target)
     data = load_dataset(config.data, config.resolution)
     torch.manual_seed(config.seed)
-    spec = _spec(config, data.resolution, data.in_channels, data.num_classes)
-    candidate = Candidate(build_model(spec), spec)
+    candidate: Candidate | None = None  # the search stage creates it
+    if config.model != "search":
+        spec = _spec(config, data.resolution, data.in_channels, data.num_classes)
+        candidate = Candidate(build_model(spec), spec)
     if not resume and dist.is_main:  # bad input has failed by now, before the folder exists
         _create_run_dir(config, run_dir)
     barrier(dist)
@@ -138,8 +145,13 @@ def _run(config: RunConfig, run_dir: Path, resume: bool, progress: bool, stages:
 
     if not dist.is_main:
         return None
-    card = build_card(config, data, normalize, candidate.spec, records)
-    write_json(run_dir / "card.json", card)
+    by_stage = {r.stage: r.results for r in records}
+    card = None
+    if "export" in by_stage:
+        card = build_card(config, data, normalize, candidate.spec, records)
+        write_json(run_dir / "card.json", card)
+    if "search" in by_stage:
+        write_json(run_dir / "search.json", by_stage["search"])
     write_report(run_dir / "report.html", card, records, candidate.model)
     write_json(run_dir / "state.json", {"completed": [r.to_json() for r in records], "finished": True})
-    return RunResult(run_dir, card)
+    return RunResult(run_dir, card, by_stage.get("search"))

@@ -1,7 +1,8 @@
 """The run as a sequence of stages. A stage takes a candidate (model plus what describes it), the
 target and the constraints, and returns a new candidate and a record of what it did.
 
-Search (step 1), pruning (step 2) and quantization (step 3) plug in as stages between the ones here.
+Search (step 1) creates the candidate; pruning (step 2) and quantization (step 3) plug in between
+training and export.
 """
 
 from __future__ import annotations
@@ -72,4 +73,6 @@ class Stage(Protocol):
     name: str
     distributed: bool  # True: every rank runs it (training); False: rank 0 alone
 
-    def run(self, candidate: Candidate, ctx: RunContext, workdir: Path) -> tuple[Candidate, StageRecord]: ...
+    def run(self, candidate: Candidate | None, ctx: RunContext, workdir: Path) -> tuple[Candidate, StageRecord]:
+        """`candidate` is None for a first stage that creates the network (the search)."""
+        ...

@@ -80,3 +80,20 @@ def sync_buffers(module: torch.nn.Module, ctx: DistContext) -> None:
     if ctx.enabled:
         for buffer in module.buffers():
             dist.broadcast(buffer, src=0)
+
+
+def average_gradients(params: list[torch.nn.Parameter], ctx: DistContext) -> None:
+    """Average the gradients that exist over all ranks, for loops DDP does not fit (a supernet runs a
+    different sub-network each step; every rank samples the same one, so the same gradients exist)."""
+    if not ctx.enabled:
+        return
+    grads = [p.grad for p in params if p.grad is not None]
+    if not grads:
+        return
+    flat = torch.cat([g.reshape(-1) for g in grads])  # one collective, not one per tensor
+    dist.all_reduce(flat, op=dist.ReduceOp.SUM)
+    flat /= ctx.world_size
+    offset = 0
+    for g in grads:
+        g.copy_(flat[offset:offset + g.numel()].view_as(g))
+        offset += g.numel()

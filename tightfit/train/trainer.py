@@ -62,14 +62,13 @@ def evaluate(model: nn.Module, loader: BatchLoader, ctx: DistContext = DistConte
     return loss_sum / max(count, 1), correct / max(count, 1)
 
 
-def _lr_lambda(config: TrainConfig, steps_per_epoch: int) -> Callable[[int], float]:
-    total = config.epochs * steps_per_epoch
-    warmup = int(config.warmup_epochs * steps_per_epoch)
+def cosine_with_warmup(total_steps: int, warmup_steps: int) -> Callable[[int], float]:
+    """LR factor per step: linear warm-up, then a cosine decay to zero at `total_steps`."""
 
     def factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        progress = min(1.0, (step - warmup) / max(1, total - warmup))
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
         return 0.5 * (1.0 + math.cos(math.pi * progress))
     return factor
 
@@ -102,7 +101,8 @@ class Trainer:
             self.scheduler: torch.optim.lr_scheduler.LRScheduler = torch.optim.lr_scheduler.OneCycleLR(
                 self.optimizer, max_lr=config.lr, total_steps=config.epochs * steps)
         else:
-            self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, _lr_lambda(config, steps))
+            self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+                self.optimizer, cosine_with_warmup(config.epochs * steps, int(config.warmup_epochs * steps)))
         self.net = DistributedDataParallel(self.model) if ctx.enabled else self.model
         self.start_epoch = self._resume()
 

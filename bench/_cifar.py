@@ -1,0 +1,68 @@
+"""Shared by the CIFAR-10 bench scripts: the data (../shared/data, unpacked once), subsets, training, timing."""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from tightfit.data import Augment, BatchLoader, Normalize, TensorSet, load_dataset, stratified_split
+from tightfit.hardware.latency import interleaved_latency
+from tightfit.hardware.runtime_torch import keep_torch_threads
+from tightfit.hardware.targets import Target
+from tightfit.train import TrainConfig, Trainer, evaluate
+
+CIFAR = Path(os.environ.get("TIGHTFIT_CIFAR", Path.home() / ".cache" / "tightfit" / "cifar10"))
+
+
+@dataclass
+class Cifar:
+    train: TensorSet
+    val: TensorSet
+    test: TensorSet
+    normalize: Normalize
+    augment: Augment
+
+    def loader(self, split: str, batch_size: int, shuffle: bool = False, seed: int = 0) -> BatchLoader:
+        data = getattr(self, split)
+        augment = self.augment if split == "train" else None
+        return BatchLoader(data, batch_size, self.normalize, augment=augment, shuffle=shuffle, seed=seed,
+                           channels_last=True)
+
+
+def load_cifar(train_images: int, val_images: int, seed: int = 0) -> Cifar:
+    """A seeded, class-stratified subset: `train_images` for weights, `val_images` (disjoint, also from the
+    training set) for architecture steps and model selection; the whole test set for the final figures."""
+    if not (CIFAR / "train").is_dir():
+        sys.exit(f"CIFAR-10 is not unpacked at {CIFAR}: mkdir -p {CIFAR} && tar -xzf "
+                 f"../shared/data/cifar10-jpeg.tar.gz -C {CIFAR}  (or set TIGHTFIT_CIFAR)")
+    bundle = load_dataset(f"imagefolder:{CIFAR}")
+    total = len(bundle.train)
+    rest, val_idx = stratified_split(bundle.train.y, val_images / total, seed)
+    remaining = bundle.train.subset(rest)
+    _, train_idx = stratified_split(remaining.y, min(1.0 - 1e-9, train_images / len(remaining)), seed + 1)
+    return Cifar(remaining.subset(train_idx), bundle.train.subset(val_idx), bundle.test,
+                 Normalize(*bundle.channel_stats()), bundle.augment)
+
+
+def train_and_test(model: nn.Module, data: Cifar, config: TrainConfig, log: bool = True) -> dict:
+    """Train on the subset, then top-1 on the validation subset and on the whole test set."""
+    loader = data.loader("train", config.batch_size, shuffle=True, seed=config.seed)
+    history = Trainer(model, config, loader, progress=False, log=print if log else None).fit()
+    model = model.cpu().to(memory_format=torch.contiguous_format)
+    return {"val_acc": evaluate(model, data.loader("val", 500))[1],
+            "test_acc": evaluate(model, data.loader("test", 500))[1],
+            "train_seconds": sum(e.seconds for e in history.epochs),
+            "final_train_loss": history.epochs[-1].train_loss}
+
+
+def measure_ms(target: Target, models: list[nn.Module], shape: tuple[int, int, int] = (3, 32, 32)) -> list[float]:
+    """End-to-end latency of each model on a measured target, all timed together with the table's estimator."""
+    runtime = target.runtime()
+    fns = [runtime.prepare(m.cpu().eval(), shape) for m in models]
+    with keep_torch_threads():
+        return interleaved_latency(fns)

@@ -1,0 +1,98 @@
+"""Hardware specialisation in miniature (ProxylessNAS, section 4.2): search for two targets, cross-measure.
+
+One supernet is warmed up on random single paths (target-agnostic), then searched twice from those
+weights: for `cpu-ort` (lookup table, measured) and for `bitfusion` (analytic Bit Fusion model), each at a
+matching target of half the MobileNetV2-w1.0 latency on that target. Each derived network is then priced
+on both targets: measured end to end on cpu-ort, computed on bitfusion. Also their depth and kernel mix.
+
+    python bench/nas_specialization.py [--train-images 10000] [--search-epochs 6] ...
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import time
+from collections import Counter
+
+import torch
+from _cifar import load_cifar, measure_ms
+from _common import write_result
+
+from tightfit.hardware import CostModel, get_target
+from tightfit.methods.search.costs import space_costs
+from tightfit.methods.search.proxyless import ProxylessSearch, SearchConfig
+from tightfit.methods.search.supernet import Supernet
+from tightfit.models import MobileNet, ModelSpec, build_model
+from tightfit.space import Arch, SearchSpace
+
+TARGETS = ("cpu-ort", "bitfusion")
+
+
+def describe(arch: Arch) -> dict:
+    kept = [b for b in arch.blocks if b is not None]
+    return {"depth": len(kept), "kernels": dict(sorted(Counter(b.kernel for b in kept).items())),
+            "expands": dict(sorted(Counter(b.expand for b in kept).items()))}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--train-images", type=int, default=10000)
+    p.add_argument("--val-images", type=int, default=2500)
+    p.add_argument("--space-width", type=float, default=0.5)
+    p.add_argument("--warmup-epochs", type=int, default=2)
+    p.add_argument("--search-epochs", type=int, default=5)
+    p.add_argument("--seed", type=int, default=0)
+    args = p.parse_args()
+    started = time.perf_counter()
+    data = load_cifar(args.train_images, args.val_images, args.seed)
+    space = SearchSpace(32, 3, 10, width_mult=args.space_width)
+    mbv2 = build_model(ModelSpec("mobilenetv2", 32, 3, 10, 1.0))
+    models = {name: CostModel(get_target(name)) for name in TARGETS}
+    reference = {"cpu-ort": measure_ms(models["cpu-ort"].target, [mbv2])[0],
+                 "bitfusion": models["bitfusion"].of_model(mbv2, (3, 32, 32)).latency_ms}
+    costs = {name: space_costs(cost, space) for name, cost in models.items()}
+
+    torch.manual_seed(args.seed)
+    warm = Supernet(space).to(memory_format=torch.channels_last)
+    loaders = (data.loader("train", 64, shuffle=True, seed=args.seed),
+               data.loader("val", 64, shuffle=True, seed=args.seed + 1))
+    ProxylessSearch(warm, costs["cpu-ort"], SearchConfig(warmup_epochs=args.warmup_epochs, epochs=0,
+                                                          seed=args.seed), *loaders, log=print).run()
+    archs, results = {}, {}
+    for name in TARGETS:
+        net = copy.deepcopy(warm)
+        config = SearchConfig(warmup_epochs=0, epochs=args.search_epochs, target=0.5 * reference[name],
+                              seed=args.seed)
+        results[name] = ProxylessSearch(net, costs[name], config, *loaders, log=print).run()
+        archs[name] = results[name].arch
+        print(name, archs[name])
+
+    nets = {name: MobileNet(space.plan(arch)) for name, arch in archs.items()}
+    cpu_ms = dict(zip(TARGETS, measure_ms(models["cpu-ort"].target, list(nets.values())), strict=True))
+    rows = []
+    for name, net in nets.items():
+        rows.append({"searched_for": name, "arch": str(archs[name]), **describe(archs[name]),
+                     "cpu_ort_ms": cpu_ms[name],
+                     "bitfusion_ms": models["bitfusion"].of_model(net, (3, 32, 32)).latency_ms,
+                     "predicted_on_own_target": results[name].cost,
+                     "target_on_own_target": 0.5 * reference[name]})
+        print(rows[-1])
+    by = {r["searched_for"]: r for r in rows}
+    summary = {
+        "cross_latency_ms": {name: {"on_cpu_ort": by[name]["cpu_ort_ms"], "on_bitfusion": by[name]["bitfusion_ms"]}
+                             for name in TARGETS},
+        "networks_differ": str(archs["cpu-ort"]) != str(archs["bitfusion"]),
+        "cpu_net_faster_on_cpu": by["cpu-ort"]["cpu_ort_ms"] < by["bitfusion"]["cpu_ort_ms"],
+        "bitfusion_net_faster_on_bitfusion": by["bitfusion"]["bitfusion_ms"] < by["cpu-ort"]["bitfusion_ms"],
+        "targets": {name: 0.5 * reference[name] for name in TARGETS},
+        "mbv2_w1": reference, "bench_minutes": (time.perf_counter() - started) / 60,
+    }
+    protocol = {**vars(args), "targets": "half the MobileNetV2-w1.0 latency on each target (cpu-ort measured, "
+                "bitfusion computed)", "warm_up": "one shared supernet warm-up on random single paths, then one "
+                "search per target from its weights", "cpu_ort_timing": "end to end, lookup table's estimator"}
+    print(write_result(__file__, protocol, summary, rows))
+
+
+if __name__ == "__main__":
+    main()
