@@ -207,3 +207,20 @@ def test_a_target_below_the_cheapest_network_is_refused_with_the_numbers(tmp_pat
                  "--no-progress"]) == 2
     err = capsys.readouterr().err
     assert "--latency 0.002 ms cannot be met on bitfusion" in err and "raise --latency" in err
+
+
+def test_candidates_start_aligned_all_computing_the_smallest_ones_function():
+    torch.manual_seed(0)
+    net = Supernet(SearchSpace(16, 3, 10, width_mult=0.5)).eval()
+    for op in net.mixed[:6]:
+        spec_in = op.candidates[0]
+        x = torch.randn(2, _in_channels(spec_in), 16, 16)
+        outs = [c(x) for c, b in zip(op.candidates, op.choices, strict=True) if b is not None]
+        with torch.no_grad():
+            for out in outs[1:]:
+                assert torch.allclose(out, outs[0], atol=1e-5)
+        assert len({tuple(p.shape) for c in op.candidates for p in c.parameters()}) > 1  # weights of their own
+
+
+def _in_channels(block: torch.nn.Module) -> int:
+    return next(m for m in block.modules() if isinstance(m, torch.nn.Conv2d)).in_channels

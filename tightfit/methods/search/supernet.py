@@ -107,6 +107,19 @@ class MixedOp(nn.Module):
         return _TwoPathGate.apply(x, self.gates, self)
 
     @torch.no_grad()
+    def align_candidates(self) -> None:
+        """Initialise every candidate to compute the same function as the smallest one (k3, smallest expand).
+
+        The larger kernels get the small kernel at their centre and zeros around it; the wider expansions
+        get the small one's hidden channels first and zero projection weights for the others. The paths
+        still have weights of their own and drift apart as they train; only their starting point is shared.
+        """
+        mbconvs = [(c, m) for c, m in zip(self.choices, self.candidates, strict=True) if c is not None]
+        (_, base), *others = sorted(mbconvs, key=lambda cm: (cm[0].kernel, cm[0].expand))
+        for _, other in others:
+            _copy_into(base, other)
+
+    @torch.no_grad()
     def set_alpha_grad(self) -> None:
         """BinaryConnect-style estimate over the two sampled paths (SPEC section 1):
         dL/dalpha_i += sum_j dL/dg_j * p_j * (delta_ij - p_i), p renormalised over the pair."""
@@ -126,6 +139,26 @@ class MixedOp(nn.Module):
         pair = list(self.sampled)
         offset = torch.logsumexp(self.alpha[pair], 0) - torch.logsumexp(before[pair], 0)
         self.alpha[pair] -= offset
+
+
+def _copy_into(small: MBConv, large: MBConv) -> None:
+    """Make `large` compute `small`'s function: small's weights in its leading channels, the small kernel at
+    the centre of the large one with zeros around it, and zero weights from the extra hidden channels into
+    the projection (they still have random weights of their own, so they start learning at once)."""
+    if len(small.conv) != len(large.conv):
+        return  # an expand-1 candidate has no expansion conv: nothing to align
+    for s_cba, l_cba in zip(small.conv, large.conv, strict=True):
+        sc, lc, sb, lb = s_cba[0], l_cba[0], s_cba[1], l_cba[1]
+        out, inp, k = sc.weight.shape[0], sc.weight.shape[1], sc.kernel_size[0]
+        if sc.groups > 1:  # depthwise
+            off = (lc.kernel_size[0] - k) // 2
+            lc.weight[:out].zero_()
+            lc.weight[:out, :, off:off + k, off:off + k] = sc.weight
+        else:
+            lc.weight[:, inp:].zero_()
+            lc.weight[:out, :inp] = sc.weight
+        for name in ("weight", "bias", "running_mean", "running_var"):
+            getattr(lb, name)[:out] = getattr(sb, name)
 
 
 def zero_init_residuals(net: nn.Module) -> None:
@@ -158,6 +191,8 @@ class Supernet(nn.Module):
         self.classifier = nn.Linear(plan.head_channels, plan.num_classes)
         init_weights(self)
         zero_init_residuals(self)
+        for op in self.mixed:
+            op.align_candidates()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.first(self.stem(x))
