@@ -26,11 +26,13 @@ def _params(model: nn.Module) -> int:
 
 
 def _spec(family: str, resolution: int, in_channels: int, num_classes: int, width: float = 1.0) -> ModelSpec:
-    arch = None
+    arch = factory = None
     if family == "arch":
         space = SearchSpace(resolution, in_channels, num_classes, width_mult=width)
         arch = str(space.random_arch(random.Random(resolution)))
-    return ModelSpec(family, resolution, in_channels, num_classes, width, arch)
+    if family == "factory":  # a user's model, from tests/factory_nets.py
+        factory = f"factory_nets:{'gray' if in_channels == 1 else 'rgb'}_{num_classes}"
+    return ModelSpec(family, resolution, in_channels, num_classes, width, arch, factory)
 
 
 def test_registry_has_the_reference_families() -> None:

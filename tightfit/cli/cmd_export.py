@@ -9,7 +9,8 @@ from tightfit.errors import TightfitError
 from tightfit.export.onnx import export_onnx
 from tightfit.export.weights import load_weights
 from tightfit.fileio import read_json
-from tightfit.models.registry import ModelSpec, build_model
+from tightfit.models.registry import ModelSpec
+from tightfit.pipeline.rebuild import rebuild_model
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -27,7 +28,7 @@ def main(args: argparse.Namespace) -> int:
         spec = ModelSpec.from_json(read_json(spec_path))
     except (ValueError, TypeError, KeyError) as err:
         raise TightfitError(f"{spec_path} is not a tightfit model description ({err})") from None
-    model = load_weights(build_model(spec), args.run_dir / "weights.safetensors")
+    model = load_weights(rebuild_model(spec), args.run_dir / "weights.safetensors")
     out = export_onnx(model, (spec.in_channels, spec.resolution, spec.resolution),
                       args.out or args.run_dir / "model.onnx")
     print(out)

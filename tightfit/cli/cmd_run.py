@@ -21,6 +21,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--arch", help="an architecture of the search space, e.g. k3e6-skip-...; implies --model arch")
     options.add_training(p)
     options.add_search(p)
+    options.add_prune(p)
     options.add_run_folder(p)
     p.set_defaults(func=main)
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from tightfit.errors import TightfitError
 from tightfit.hardware.targets import target_names
+from tightfit.methods.prune.amc import PROTOCOLS
 from tightfit.methods.search.proxyless import LOSSES
 from tightfit.pipeline import constraints_from_text, resolve
 from tightfit.pipeline.config import RunConfig
@@ -51,6 +52,25 @@ def add_search(p: argparse.ArgumentParser) -> None:
                    help="retrain the derived network from the supernet's weights instead of from scratch")
 
 
+def add_prune(p: argparse.ArgumentParser, flag: str = "--prune") -> None:
+    g = p.add_argument_group("pruning (step 2, AMC; also runs when a --flops constraint is over budget)")
+    g.add_argument(flag, dest="prune_ratio", type=float, metavar="RATIO",
+                   help="keep this share of the FLOPs (or of the parameters, --prune-metric params), e.g. 0.5")
+    g.add_argument("--prune-mode", choices=("channels", "weights"),
+                   help="'channels' (default): remove channels, really smaller and faster; 'weights': fine-grained "
+                        "per-layer sparsity for model size (budget on non-zero weights)")
+    g.add_argument("--prune-metric", choices=("flops", "params", "latency"),
+                   help="what the budget bounds (default flops; latency: predicted on --target per layer)")
+    g.add_argument("--prune-reward", choices=PROTOCOLS, help="'err' (default, with a budget), or accuracy-"
+                                                             "guaranteed 'flops' / 'params' (R = -error x log)")
+    g.add_argument("--amc-episodes", type=int, help="DDPG episodes (default 300, 120 on digits)")
+    g.add_argument("--amc-warmup", type=int, help="episodes of random actions first (default 100, 40 on digits)")
+    g.add_argument("--reconstruct", action="store_const", const=True,
+                   help="re-fit pruned layers by least squares during the search (He et al.)")
+    g.add_argument("--finetune-epochs", type=int, help="fine-tuning after pruning (default 10, 5 on digits)")
+    g.add_argument("--channel-multiple", type=int, help="round kept channels to this multiple (default 8)")
+
+
 def add_run_folder(p: argparse.ArgumentParser) -> None:
     p.add_argument("--val-fraction", type=float, help="share of the training set held out for validation")
     p.add_argument("--seed", type=int)
@@ -65,15 +85,21 @@ def config_from(args: argparse.Namespace, model: str) -> RunConfig:
     constraints = constraints_from_text(args.latency, args.energy, args.size, args.memory, args.flops, args.bitops)
     train = {k: getattr(args, k, None) for k in ("epochs", "batch_size", "lr", "schedule", "label_smoothing",
                                                   "channels_last")}
-    search = {"epochs": args.search_epochs, "warmup_epochs": args.search_warmup, "loss": args.search_loss,
-              "arch_lr": args.arch_lr, "inherit": args.inherit_weights}
+    search = {k: getattr(args, a, None) for k, a in (("epochs", "search_epochs"), ("warmup_epochs", "search_warmup"),
+                                                     ("loss", "search_loss"), ("arch_lr", "arch_lr"),
+                                                     ("inherit", "inherit_weights"))}
+    prune = {k: getattr(args, a, None) for k, a in (
+        ("ratio", "prune_ratio"), ("mode", "prune_mode"), ("metric", "prune_metric"), ("reward", "prune_reward"),
+        ("episodes", "amc_episodes"),
+        ("warmup_episodes", "amc_warmup"), ("reconstruct", "reconstruct"), ("finetune_epochs", "finetune_epochs"),
+        ("multiple", "channel_multiple"))}
     try:
-        config = resolve(args.data, args.width, {**train, "seed": args.seed}, search, resolution=args.resolution,
-                         model=model, arch=getattr(args, "arch", None), target=args.target, constraints=constraints,
-                         val_fraction=args.val_fraction, seed=args.seed)
+        config = resolve(args.data, args.width, {**train, "seed": args.seed}, search, prune,
+                         resolution=args.resolution, model=model, arch=getattr(args, "arch", None),
+                         factory=getattr(args, "factory", None), weights=getattr(args, "weights", None),
+                         target=args.target, constraints=constraints, val_fraction=args.val_fraction, seed=args.seed)
     except ValueError as err:  # TrainConfig's own checks
         raise TightfitError(f"training options: {err}") from None
-    if args.resume and any(v is not None for v in (*train.values(), *search.values())):
-        print("note: --resume continues with the run folder's own config.json; training and search options are "
-              "ignored")
+    if args.resume and any(v is not None for v in (*train.values(), *search.values(), *prune.values())):
+        print("note: --resume continues with the run folder's own config.json; the method options given are ignored")
     return config

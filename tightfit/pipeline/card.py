@@ -44,6 +44,7 @@ def build_card(config: RunConfig, data: DataBundle, normalize: Normalize, spec: 
         "params": cx["params"], "peak_activation_bytes": cx["peak_activation_bytes"],
         "precision": {"weights_bits": bits, "activation_bits": bits},
         "search": _search_summary(by_stage.get("search")),
+        "pruning": _prune_summary(by_stage.get("prune")),
         "search_cost_seconds": {r.stage: round(r.seconds, 2) for r in records},
         "software": {"python": platform.python_version(), "torch": torch.__version__,
                      "onnxruntime": onnxruntime.__version__, "cpu": platform.processor() or platform.machine()},
@@ -59,3 +60,18 @@ def _search_summary(search: dict | None) -> dict | None:
             "metric": search["metric"], "unit": search["unit"], "target": search["target"],
             "predicted": search["cost"], "argmax_predicted": search["argmax_cost"],
             "argmax_met_target": search["argmax_met_target"], "epochs": len(search["history"])}
+
+
+def _prune_summary(prune: dict | None) -> dict | None:
+    """Step 2's outcome: the budget, the policy found (channels kept per group) and what it bought."""
+    if prune is None or prune.get("skipped"):
+        return None if prune is None else {"method": "AMC", "skipped": "the network already met the budget"}
+    best = prune["best"]
+    return {"method": "AMC", "mode": prune["mode"], "reward": prune["config"]["reward"],
+            "metric": prune["config"]["metric"], "nonzero_weights": prune["nonzero_weights"],
+            "packed_sparse_bytes": prune["packed_sparse_bytes"],
+            "budget_ratio": prune["budget_ratio"], "episodes": len(prune["history"]), "best_episode": best["episode"],
+            "keep": best["keep"], "flops_ratio": prune["flops_after"] / prune["flops_before"],
+            "params_ratio": prune["params_after"] / prune["params_before"],
+            "val_acc_before_finetune": prune["val_acc_before_finetune"],
+            "val_acc_after_finetune": prune["val_acc_after_finetune"]}

@@ -11,6 +11,40 @@ from tightfit.train.config import TrainConfig
 
 
 @dataclass(frozen=True)
+class PruneSettings:
+    """Step 2 (AMC). It runs when `ratio` is set, with an accuracy-guaranteed reward, or when a --flops
+    constraint is given and the network exceeds it (the ratio is then bound / FLOPs)."""
+
+    ratio: float | None = None  # keep this share of the metric (resource-constrained, R_err)
+    mode: str = "channels"  # "channels" (structured) or "weights" (fine-grained, for model size)
+    metric: str = "flops"  # "flops", "params" or "latency" (predicted on the run's target)
+    reward: str = "err"  # "err" with a budget; "flops" / "params": accuracy-guaranteed, no budget
+    episodes: int = 300
+    warmup_episodes: int = 100
+    reconstruct: bool = False
+    finetune_epochs: int = 10
+    multiple: int = 8
+
+    def __post_init__(self) -> None:
+        if self.ratio is not None and not 0 < self.ratio <= 1:
+            raise TightfitError(f"pruning ratio {self.ratio} must be the share of {self.metric} to keep, in (0, 1]")
+        if self.mode not in ("channels", "weights"):
+            raise TightfitError(f"pruning mode {self.mode!r}: use 'channels' or 'weights'")
+        if self.episodes < 1 or self.warmup_episodes < 0 or self.finetune_epochs < 0:
+            raise TightfitError("AMC episodes must be positive, warm-up episodes and fine-tune epochs not negative")
+
+    def enabled(self, constraints: Constraints) -> bool:
+        return self.ratio is not None or self.reward != "err" or constraints.flops is not None
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, obj: dict) -> PruneSettings:
+        return cls(**obj)
+
+
+@dataclass(frozen=True)
 class RunConfig:
     data: str = "digits"
     resolution: int | None = None  # None: the data set's own
@@ -21,6 +55,9 @@ class RunConfig:
     constraints: Constraints = Constraints()
     train: TrainConfig = TrainConfig()
     search: SearchConfig = SearchConfig()
+    prune: PruneSettings = PruneSettings()
+    factory: str | None = None  # model "factory": the user's module:function
+    weights: str | None = None  # initial weights (safetensors) of the starting network
     val_fraction: float = 0.1
     seed: int = 0
 
@@ -39,15 +76,18 @@ class RunConfig:
         obj["constraints"] = Constraints.from_json(obj["constraints"])
         obj["train"] = TrainConfig.from_json(obj["train"])
         obj["search"] = SearchConfig.from_json(obj["search"])
+        obj["prune"] = PruneSettings.from_json(obj["prune"])
         return cls(**obj)
 
 
 # Defaults that depend on the data set: the embedded digits must train in about a minute on 2 cores.
 RECIPES: dict[str, dict] = {
     "digits": {"width": 0.35, "train": {"epochs": 15, "batch_size": 64, "lr": 0.05, "warmup_epochs": 2.0},
-               "search": {"warmup_epochs": 3, "epochs": 8, "batch_size": 64}},
+               "search": {"warmup_epochs": 3, "epochs": 8, "batch_size": 64},
+               "prune": {"episodes": 120, "warmup_episodes": 40, "finetune_epochs": 5}},
     "default": {"width": 1.0, "train": {"epochs": 30, "batch_size": 128, "lr": 0.1, "warmup_epochs": 1.0},
-                "search": {"warmup_epochs": 5, "epochs": 15, "batch_size": 64}},
+                "search": {"warmup_epochs": 5, "epochs": 15, "batch_size": 64},
+                "prune": {"episodes": 300, "warmup_episodes": 100, "finetune_epochs": 10}},
 }
 
 
@@ -56,7 +96,7 @@ def recipe_for(data: str) -> dict:
 
 
 def resolve(data: str, width: float | None, train_overrides: dict, search_overrides: dict | None = None,
-            **fields: object) -> RunConfig:
+            prune_overrides: dict | None = None, **fields: object) -> RunConfig:
     """A RunConfig from the data set's recipe, with every option the user gave taking precedence."""
     recipe = recipe_for(data)
     train = {**recipe["train"], **{k: v for k, v in train_overrides.items() if v is not None}}
@@ -64,5 +104,7 @@ def resolve(data: str, width: float | None, train_overrides: dict, search_overri
     model = str(fields.get("model") or RunConfig.model)
     if width is None:  # the recipe's width is for the MobileNet family; ResNets keep their published widths
         width = recipe["width"] if model in ("search", "mobilenetv2", "arch") else 1.0
-    config = RunConfig(data=data, width=width, train=TrainConfig(**train), search=SearchConfig(**search))
+    prune = {**recipe["prune"], **{k: v for k, v in (prune_overrides or {}).items() if v is not None}}
+    config = RunConfig(data=data, width=width, train=TrainConfig(**train), search=SearchConfig(**search),
+                       prune=PruneSettings(**prune))
     return replace(config, **{k: v for k, v in fields.items() if v is not None})

@@ -10,6 +10,7 @@ from torch import nn
 
 from tightfit.fileio import write_text
 from tightfit.pipeline.figures import pyplot, to_svg
+from tightfit.pipeline.report_prune import prune_section
 from tightfit.pipeline.report_search import search_section
 from tightfit.pipeline.stages import StageRecord
 
@@ -69,6 +70,8 @@ def write_report(path: Path, card: dict | None, records: list[StageRecord], mode
     sections = [_summary_table(card)] if card else []
     if "search" in by_stage:
         sections.append(search_section(by_stage["search"]))
+    if "prune" in by_stage:
+        sections.append(prune_section(by_stage["prune"]))
     if "train" in by_stage:
         sections.append(f"<h2>Learning curves</h2>{_learning_curves_svg(by_stage['train']['history'])}")
     sections.append(f"<h2>The network, layer by layer</h2>{_layers_table(model)}")
@@ -76,7 +79,7 @@ def write_report(path: Path, card: dict | None, records: list[StageRecord], mode
         sections.append(f"<h2>card.json</h2><pre>{html.escape(json.dumps(card, indent=2))}</pre>")
         title = f"tightfit run: {card['model']['arch'] or card['model']['family']} on {card['data']['name']}"
     else:
-        title = "tightfit search: " + by_stage["search"]["arch"]
+        title = "tightfit search: " + by_stage["search"]["arch"] if "search" in by_stage else "tightfit"
     body = "\n".join(sections)
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>tightfit report</title>
 <style>body{{font-family:sans-serif;max-width:960px;margin:2em auto}}table{{border-collapse:collapse}}

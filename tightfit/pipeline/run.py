@@ -22,8 +22,10 @@ from tightfit.hardware.targets import get_target
 from tightfit.models.registry import ModelSpec, build_model
 from tightfit.pipeline.card import build_card
 from tightfit.pipeline.config import RunConfig
+from tightfit.pipeline.rebuild import rebuild_model
 from tightfit.pipeline.report import write_report
 from tightfit.pipeline.stage_export import ExportStage
+from tightfit.pipeline.stage_prune import PruneStage
 from tightfit.pipeline.stage_search import SearchStage
 from tightfit.pipeline.stage_train import TrainStage
 from tightfit.pipeline.stages import Candidate, RunContext, Stage, StageRecord
@@ -38,9 +40,14 @@ class RunResult:
 
 
 def default_stages(config: RunConfig) -> list[Stage]:
-    """Step 1 (search) when the architecture is to be found; then training and the deployed artifact."""
-    first: list[Stage] = [SearchStage()] if config.model == "search" else []
-    return [*first, TrainStage(), ExportStage()]
+    """Step 1 (search) when the architecture is to be found, training, step 2 (AMC) when a budget asks for
+    it, and the deployed artifact. A run that starts from given weights is not trained again."""
+    stages: list[Stage] = [SearchStage()] if config.model == "search" else []
+    if config.weights is None:
+        stages.append(TrainStage())
+    if config.prune.enabled(config.constraints):
+        stages.append(PruneStage())
+    return [*stages, ExportStage()]
 
 
 def new_run_dir(root: Path = Path("runs")) -> Path:
@@ -75,7 +82,15 @@ def _create_run_dir(config: RunConfig, run_dir: Path) -> None:
 
 
 def _spec(config: RunConfig, resolution: int, in_channels: int, num_classes: int) -> ModelSpec:
-    return ModelSpec(config.model, resolution, in_channels, num_classes, config.width, config.arch)
+    return ModelSpec(config.model, resolution, in_channels, num_classes, config.width, config.arch, config.factory)
+
+
+def _starting_network(spec: ModelSpec, weights: str | None) -> Candidate:
+    """The network the stages start from, with the user's weights when given (checked before any folder)."""
+    model = build_model(spec)
+    if weights is not None:
+        load_weights(model, Path(weights))
+    return Candidate(model, spec)
 
 
 def _save_candidate(candidate: Candidate, folder: Path) -> None:
@@ -85,7 +100,7 @@ def _save_candidate(candidate: Candidate, folder: Path) -> None:
 
 def _load_candidate(folder: Path) -> Candidate:
     spec = ModelSpec.from_json(read_json(folder / "candidate.json"))
-    return Candidate(load_weights(build_model(spec), folder / "candidate.safetensors"), spec)
+    return Candidate(load_weights(rebuild_model(spec), folder / "candidate.safetensors"), spec)
 
 
 def run(config: RunConfig, run_dir: Path | None = None, *, resume: bool = False, progress: bool = True,
@@ -114,8 +129,8 @@ def _run(config: RunConfig, run_dir: Path, resume: bool, progress: bool, stages:
     torch.manual_seed(config.seed)
     candidate: Candidate | None = None  # the search stage creates it
     if config.model != "search":
-        spec = _spec(config, data.resolution, data.in_channels, data.num_classes)
-        candidate = Candidate(build_model(spec), spec)
+        candidate = _starting_network(_spec(config, data.resolution, data.in_channels, data.num_classes),
+                                      config.weights)
     if not resume and dist.is_main:  # bad input has failed by now, before the folder exists
         _create_run_dir(config, run_dir)
     barrier(dist)
