@@ -162,7 +162,7 @@ def _keys(plan: NetworkPlan, bits: int | Sequence[int]) -> list[OpKey]:
     return [replace(k, w_bits=b, a_bits=b) for k, b in zip(keys, bits, strict=True)]
 
 
-def _op_index(layer_name: str, n_ops: int) -> int:
+def operator_index(layer_name: str, n_ops: int) -> int:
     """Which operator of a MobileNet a conv/linear layer belongs to: stem 0, blocks.i i + 1, head last."""
     top, _, rest = layer_name.partition(".")
     if top == "stem":
@@ -176,4 +176,4 @@ def _layer_bits(model: nn.Module, shape: tuple[int, ...], bits: int | Sequence[i
     layers = extract_layers(model, shape)
     if isinstance(bits, int):
         return [(layer, bits) for layer in layers]
-    return [(layer, bits[_op_index(layer.name, len(bits))]) for layer in layers]
+    return [(layer, bits[operator_index(layer.name, len(bits))]) for layer in layers]

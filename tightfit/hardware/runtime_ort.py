@@ -31,8 +31,12 @@ def export_bytes(module: nn.Module, input_shape: tuple[int, ...], batch_size: in
 
 
 def quantize_int8(onnx_model: bytes, input_shape: tuple[int, ...], batch_size: int = 1,
-                  calibration: list[np.ndarray] | None = None, fmt: str = INT8_FORMAT) -> bytes:
-    """Static int8 quantization (uint8 activations, int8 per-channel weights) with onnxruntime.quantization."""
+                  calibration: list[np.ndarray] | None = None, fmt: str = INT8_FORMAT,
+                  keep_fp32: Callable[[str], bool] | None = None, per_channel: bool = True) -> bytes:
+    """Static int8 quantization (uint8 activations, int8 weights) with onnxruntime.quantization.
+
+    `keep_fp32(node_name)` leaves the nodes it selects in fp32 (mixed precision: the exporter names nodes
+    after their modules, e.g. "/blocks/blocks.3/conv/conv.0/conv.0.0/Conv")."""
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
@@ -54,8 +58,14 @@ def quantize_int8(onnx_model: bytes, input_shape: tuple[int, ...], batch_size: i
             warnings.simplefilter("ignore")
             # folds constants into initializers and fuses; ORT's docs ask for it before quantization
             quant_pre_process(str(src), str(pre))
-            quantize_static(str(pre), str(dst), Reader(), quant_format=getattr(QuantFormat, fmt), per_channel=True,
-                            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+            exclude = []
+            if keep_fp32 is not None:
+                import onnx
+
+                exclude = [n.name for n in onnx.load(str(pre)).graph.node if keep_fp32(n.name)]
+            quantize_static(str(pre), str(dst), Reader(), quant_format=getattr(QuantFormat, fmt),
+                            per_channel=per_channel, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                            nodes_to_exclude=exclude)
         return dst.read_bytes()
 
 

@@ -1,0 +1,216 @@
+"""HAQ: quantizers, the policy, the bits mapping, bit lowering, the packed file, the int8 ONNX model, the search."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+import torch
+
+from tightfit.errors import TightfitError
+from tightfit.hardware import get_target
+from tightfit.hardware.layers import extract_layers
+from tightfit.methods.quantize.costs import AcceleratorCost, SizeCost
+from tightfit.methods.quantize.deploy import mixed_int8_onnx, module_path
+from tightfit.methods.quantize.finetune import quantized_accuracy
+from tightfit.methods.quantize.haq import (
+    HAQConfig,
+    QuantizationEnv,
+    bits_of_action,
+    decision_units,
+    lower_to_budget,
+    search,
+)
+from tightfit.methods.quantize.packing import pack, pack_bits, unpack, unpack_bits
+from tightfit.methods.quantize.policy import (
+    Calibration,
+    LayerBits,
+    QuantLayer,
+    QuantPolicy,
+    quantizable_layers,
+    quantize_model,
+)
+from tightfit.methods.quantize.quantizers import kl_clip, kmeans, linear_quantize
+from tightfit.methods.rl.ddpg import DDPGConfig
+from tightfit.models import ModelSpec, build_model
+
+SHAPE = (3, 16, 16)
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    net = build_model(ModelSpec("mobilenetv2", 16, 3, 10, 0.35))
+    with torch.no_grad():
+        for m in net.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.normal_(0, 0.1)
+                m.running_var.uniform_(0.5, 1.5)
+    return net.eval()
+
+
+@pytest.fixture(scope="module")
+def calibration(model):
+    gen = torch.Generator().manual_seed(1)
+    return Calibration(model, [torch.randn(16, *SHAPE, generator=gen) for _ in range(2)])
+
+
+def test_the_bits_mapping_gives_each_width_from_2_to_8_an_equal_share_of_the_actions():
+    actions = np.linspace(0, 1, 7001)
+    counts = np.bincount([bits_of_action(a) for a in actions], minlength=9)[2:]
+    assert counts.min() > 0 and counts.max() - counts.min() <= 2, counts
+    assert bits_of_action(0.0) == 2 and bits_of_action(1.0) == 8
+    assert [bits_of_action(a) for a in (0.5 / 7, 1.5 / 7, 3.5 / 7, 6.5 / 7)] == [2, 3, 5, 8]
+
+
+@pytest.mark.parametrize("bits", [2, 3])
+def test_kl_clipping_quantizes_a_gaussian_better_than_max_clipping(bits):
+    w = torch.randn(50_000, generator=torch.Generator().manual_seed(0))
+    kl = linear_quantize(w, bits, kl_clip(w, bits, signed=True), signed=True)
+    top = linear_quantize(w, bits, w.abs().max(), signed=True)
+    assert torch.mean((kl - w) ** 2) < 0.8 * torch.mean((top - w) ** 2)
+
+
+def test_linear_quantization_uses_the_published_grids():
+    x = torch.linspace(-2, 2, 101)
+    q = linear_quantize(x, 3, 1.0, signed=True)  # s = 1 / 3, levels -3..3
+    assert set(torch.round(q * 3).int().tolist()) == set(range(-3, 4))
+    a = linear_quantize(x.clamp_min(0), 2, 1.0, signed=False)  # s = 1 / 3, levels 0..3
+    assert set(torch.round(a * 3).int().tolist()) == {0, 1, 2, 3}
+
+
+def test_kmeans_gives_2_to_the_b_sorted_centroids_near_their_weights():
+    w = torch.randn(4000, generator=torch.Generator().manual_seed(0))
+    centroids, labels = kmeans(w, 3)
+    assert centroids.numel() == 8 and torch.all(centroids[1:] > centroids[:-1])
+    assert torch.mean((centroids[labels] - w) ** 2) < 0.05
+
+
+def test_a_policy_quantizes_exactly_the_layers_it_names(model, calibration):
+    names = quantizable_layers(model)
+    policy = QuantPolicy({names[1]: LayerBits(4, 4), names[2]: LayerBits(8, 32)})
+    q = quantize_model(model, policy, calibration)
+    quantized = {n for n, m in q.named_modules() if isinstance(m, QuantLayer)}
+    assert quantized == {names[1], names[2]}
+    layer = q.get_submodule(names[1])
+    assert torch.unique(layer.weight().detach()).numel() <= 2**4 - 1
+    assert QuantPolicy.from_json(policy.to_json()) == policy
+    with pytest.raises(TightfitError, match="1..8 bits"):
+        LayerBits(9, 8)
+    with pytest.raises(TightfitError, match="no conv/linear"):
+        quantize_model(model, QuantPolicy({"nope": LayerBits(4, 4)}), calibration)
+
+
+def test_bit_lowering_always_meets_the_budget(model):
+    layers = extract_layers(model, SHAPE)
+    cost = AcceleratorCost(model, SHAPE, get_target("bitfusion"), "latency")
+    units = decision_units(layers, "mixed")
+    lowest, highest = cost({op.name: LayerBits(2, 2) for op in layers}), cost({op.name: LayerBits(8, 8)
+                                                                               for op in layers})
+    rng = random.Random(0)
+    for _ in range(25):
+        budget = rng.uniform(lowest, highest)
+        config = HAQConfig(budget=budget)
+        bits = {op.name: LayerBits(rng.randint(2, 8), rng.randint(2, 8)) for op in layers}
+        lowered = lower_to_budget(bits, units, cost, config)
+        assert cost(lowered) <= budget
+        assert all(lowered[n].w_bits <= bits[n].w_bits and lowered[n].a_bits <= bits[n].a_bits for n in bits)
+        assert all(2 <= b.w_bits <= 8 and 2 <= b.a_bits <= 8 for b in lowered.values())
+    with pytest.raises(TightfitError, match="cannot be met"):
+        QuantizationEnv(units, HAQConfig(budget=0.5 * lowest), cost, lambda p: 0.0, 0.0)
+
+
+def test_the_packed_file_is_the_reported_size_and_decodes_to_the_quantized_weights(model, calibration, tmp_path):
+    names = quantizable_layers(model)
+    rng = random.Random(0)
+    for method in ("linear", "kmeans"):
+        policy = QuantPolicy({n: LayerBits(rng.randint(1 if method == "kmeans" else 2, 8), 32) for n in names},
+                             method)
+        q = quantize_model(model, policy, calibration)
+        path = tmp_path / f"{method}.safetensors"
+        reported = pack(q, policy, path)
+        assert path.stat().st_size == reported
+        layers = {op.name: op for op in extract_layers(model, SHAPE)}
+        payload = SizeCost(model, SHAPE, method)(policy.bits)
+        assert payload == sum(SizeCost(model, SHAPE, method).layer_bytes(layers[n], b.w_bits)
+                              for n, b in policy.bits.items())
+        floats = sum(v.numel() for k, v in model.state_dict().items()
+                     if v.is_floating_point() and not (k.endswith(".weight") and k[:-7] in names))
+        header = 8 + int.from_bytes(path.read_bytes()[:8], "little")  # safetensors: u64 length, then JSON
+        assert reported == header + payload + 4 * floats  # and nothing else: no float copy of a weight
+        state, decoded = unpack(path)
+        assert decoded == policy
+        for n in names:
+            assert torch.equal(state[f"{n}.weight"], q.get_submodule(n).weight().detach().float()), n
+
+
+def test_bit_packing_round_trips_every_width():
+    rng = np.random.default_rng(0)
+    for bits in range(1, 9):
+        codes = rng.integers(0, 2**bits, 1001).astype(np.uint8)
+        packed = pack_bits(codes, bits)
+        assert packed.nbytes == -(-1001 * bits // 8)
+        assert np.array_equal(unpack_bits(packed, bits, 1001), codes)
+
+
+def test_a_truncated_packed_file_is_refused_clearly(tmp_path):
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(b"\x10\x00\x00")
+    with pytest.raises(TightfitError, match="not a readable packed model"):
+        unpack(bad)
+
+
+def test_exported_node_names_map_back_to_their_modules():
+    assert module_path("/blocks/blocks.3/conv/conv.0/conv.0.0/Conv") == "blocks.3.conv.0.0"
+    assert module_path("/stem/stem.0/Conv") == "stem.0"
+    assert module_path("/classifier/Gemm") == "classifier"
+    assert module_path("Identity_3") == ""
+
+
+def test_the_int8_onnx_model_agrees_with_the_fake_quantized_pytorch_model(model, calibration):
+    """Tolerance: the same top-1 on at least 90% of random inputs and logits within 10% of their spread;
+    ONNX Runtime also quantizes operator outputs and residual adds, which PyTorch keeps in float."""
+    names = quantizable_layers(model)
+    ops = len(model.plan.blocks) + 2
+    precisions = [8 if i % 3 != 1 else 32 for i in range(ops)]  # a mixed policy
+    from tightfit.methods.quantize.costs import operator_layers
+
+    bits = {n: LayerBits(8, 8) for i, layer_names in enumerate(operator_layers(model)) if precisions[i] == 8
+            for n in layer_names}
+    assert bits and len(bits) < len(names)
+    q = quantize_model(model, QuantPolicy(bits), calibration)
+    gen = torch.Generator().manual_seed(2)
+    cal = [torch.randn(16, *SHAPE, generator=gen).numpy() for _ in range(2)]
+    onnx_int8 = mixed_int8_onnx(q, precisions, SHAPE, cal)
+    session = ort.InferenceSession(onnx_int8, providers=["CPUExecutionProvider"])
+    kinds = {n.op_type for n in __import__("onnx").load_from_string(onnx_int8).graph.node}
+    assert "QuantizeLinear" in kinds and "Conv" in kinds
+    x = torch.randn(64, *SHAPE, generator=gen)
+    with torch.no_grad():
+        expected = q(x).numpy()
+    got = np.concatenate([session.run(None, {"input": x[i:i + 1].numpy()})[0] for i in range(64)])
+    assert (got.argmax(1) == expected.argmax(1)).mean() >= 0.9
+    assert np.abs(got - expected).max() <= 0.1 * (expected.max() - expected.min())
+
+
+def test_haq_search_returns_a_policy_within_budget(model, calibration):
+    layers = extract_layers(model, SHAPE)
+    cost = AcceleratorCost(model, SHAPE, get_target("bitfusion"), "energy")
+    budget = cost({op.name: LayerBits(4, 4) for op in layers})
+    gen = torch.Generator().manual_seed(3)
+    batches = [(torch.randn(8, *SHAPE, generator=gen), torch.randint(0, 10, (8,), generator=gen))]
+    x_val, y_val = batches[0]
+
+    def accuracy(m):
+        with torch.no_grad():
+            return float((m(x_val).argmax(1) == y_val).float().mean())
+
+    evaluate = quantized_accuracy(model, calibration, batches, steps=1, lr=1e-3, accuracy=accuracy)
+    config = HAQConfig(budget=budget, episodes=4, ddpg=DDPGConfig(warmup_episodes=2, batch_size=8))
+    result = search(decision_units(layers, "mixed"), config, cost, evaluate, accuracy(model), progress=False)
+    assert len(result.history) == 4
+    best = QuantPolicy.from_json(result.best["policy"])
+    assert cost(best.bits) <= budget and result.best["cost"] <= budget
+    assert set(best.bits) == {op.name for op in layers}

@@ -1,0 +1,113 @@
+"""What a quantization policy costs, for HAQ's budget: the hardware's own feedback, not a proxy.
+
+  * `AcceleratorCost`: latency (ms) or energy (mJ) on a bit-flexible accelerator (`bitfusion` or a user's
+    file), each layer priced by the roofline model at its (w_bits, a_bits); precomputed per layer for
+    every pair, so that the search's many queries are table look-ups.
+  * `SizeCost`: bytes of the quantized weights, b bits per weight plus the codebook (k-means) or the
+    scale (linear), and 4 bytes per weight of layers left in floating point.
+  * `OrtCost`: latency (ms) on cpu-ort from the measured lookup table, each operator int8 or fp32.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+
+from torch import nn
+
+from tightfit.errors import TightfitError
+from tightfit.hardware.bitfusion import layer_cost
+from tightfit.hardware.cost import CostModel, operator_index
+from tightfit.hardware.layers import LayerOp, extract_layers
+from tightfit.hardware.targets import Target
+from tightfit.methods.quantize.policy import FP, LayerBits, quantizable_layers
+from tightfit.models.mobilenet import MobileNet
+
+Bits = Mapping[str, LayerBits]
+
+
+class AcceleratorCost:
+    metric_units = {"latency": "ms", "energy": "mJ"}
+
+    def __init__(self, model: nn.Module, input_shape: tuple[int, ...], target: Target, metric: str = "latency"):
+        if target.kind != "analytic":
+            raise TightfitError(f"{target.name} is not a bit-flexible accelerator; use OrtCost for cpu-ort")
+        if metric not in self.metric_units:
+            raise TightfitError(f"HAQ budget metric {metric!r} on {target.name}: use latency or energy")
+        spec, self.metric = target.accelerator, metric
+        self.layers = extract_layers(model, input_shape)
+        self.max_bits = spec.max_bits
+        widths = range(1, spec.max_bits + 1)
+        self._table = {(op.name, w, a): self._price(layer_cost(op, w, a, spec)) for op in self.layers
+                       for w in widths for a in widths}
+
+    def _price(self, cost) -> float:  # noqa: ANN001
+        return cost.latency_s * 1e3 if self.metric == "latency" else cost.energy_j * 1e3
+
+    def __call__(self, bits: Bits) -> float:
+        """Layers the policy leaves in floating point (or out) run at the accelerator's widest bits."""
+        total = 0.0
+        for op in self.layers:
+            b = bits.get(op.name, LayerBits())
+            total += self._table[(op.name, min(b.w_bits, self.max_bits), min(b.a_bits, self.max_bits))]
+        return total
+
+    @property
+    def unit(self) -> str:
+        return self.metric_units[self.metric]
+
+
+class SizeCost:
+    """Bytes of the weights: ceil(n * b / 8) per layer, plus 2^b fp32 centroids (k-means) or one fp32
+    scale (linear). The packed file (`packing.py`) stores exactly these payloads, plus what is not a
+    conv/linear weight (biases, batch norm) and its header."""
+
+    unit = "bytes"
+
+    def __init__(self, model: nn.Module, input_shape: tuple[int, ...], method: str = "kmeans"):
+        self.layers = extract_layers(model, input_shape)
+        self.method = method
+
+    def layer_bytes(self, op: LayerOp, w_bits: int) -> int:
+        if w_bits >= FP:
+            return 4 * op.weight_count
+        side = 4 * 2**w_bits if self.method == "kmeans" else 4
+        return math.ceil(op.weight_count * w_bits / 8) + side
+
+    def __call__(self, bits: Bits) -> float:
+        return float(sum(self.layer_bytes(op, bits.get(op.name, LayerBits()).w_bits) for op in self.layers))
+
+    def weights(self) -> int:
+        return sum(op.weight_count for op in self.layers)
+
+
+class OrtCost:
+    """cpu-ort latency (ms) of a MobileNet-family network from the lookup table, one precision per operator
+    (stem, each block, head): the operator runs int8 when its layers are at 8 bits, else fp32."""
+
+    unit = "ms"
+
+    def __init__(self, model: nn.Module, cost: CostModel):
+        if not isinstance(model, MobileNet):
+            raise TightfitError("HAQ on cpu-ort prices operators from the lookup table, which lists the search "
+                                "space's networks; for another CNN use bitfusion, a size budget, or measure it")
+        if not cost.target.int8:
+            raise TightfitError(f"{cost.target.name} has no int8 kernels to choose between")
+        self.model, self.cost = model, cost
+        self.operators = operator_layers(model)
+
+    def precisions(self, bits: Bits) -> list[int]:
+        return [8 if all(bits.get(n, LayerBits()).w_bits <= 8 for n in layers) else 32 for layers in self.operators]
+
+    def __call__(self, bits: Bits) -> float:
+        return self.cost.predict_latency(self.model.plan, self.precisions(bits))
+
+
+def operator_layers(model: MobileNet) -> list[list[str]]:
+    """The conv/linear layer names of each operator of a MobileNet: stem, blocks.i, then the head."""
+    n_ops = len(model.plan.blocks) + 2
+    groups: list[list[str]] = [[] for _ in range(n_ops)]
+    for name in quantizable_layers(model):
+        groups[operator_index(name, n_ops)].append(name)
+    return groups
+

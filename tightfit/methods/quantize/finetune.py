@@ -1,0 +1,53 @@
+"""Straight-through fine-tuning of a quantized network, and HAQ's reward built on it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from tightfit.methods.quantize.policy import Calibration, QuantPolicy, quantize_model
+
+
+def finetune(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]], steps: int, lr: float,
+             momentum: float = 0.9, weight_decay: float = 4e-5) -> nn.Module:
+    """`steps` SGD steps on the quantized network (rounding's gradient taken as 1, the straight-through
+    estimator; k-means layers train their centroids). Batch norm trains as usual."""
+    if steps <= 0:
+        return model.eval()
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
+    model.train()
+    it = _cycle(batches)
+    for _ in range(steps):
+        x, y = next(it)
+        loss = F.cross_entropy(model(x), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    return model.eval()
+
+
+def _cycle(batches: Iterable) -> Iterator:
+    while True:
+        empty = True
+        for b in batches:
+            empty = False
+            yield b
+        if empty:
+            raise ValueError("fine-tuning needs at least one training batch")
+
+
+def quantized_accuracy(model: nn.Module, calibration: Calibration, train: Iterable, steps: int, lr: float,
+                       accuracy: Callable[[nn.Module], float]) -> Callable[[QuantPolicy], float]:
+    """policy -> accuracy of `model` quantized by it, after `steps` steps of fine-tuning (HAQ's acc_quant).
+    Every call starts again from `model`'s weights and the same batches, so equal policies score equally."""
+
+    def evaluate(policy: QuantPolicy) -> float:
+        torch.manual_seed(0)
+        quantized = finetune(quantize_model(model, policy, calibration), train, steps, lr)
+        return accuracy(quantized)
+
+    return evaluate

@@ -1,0 +1,242 @@
+"""HAQ (Wang, Liu, Lin, Lin and Han, CVPR 2019): a DDPG agent picks every layer's bits from hardware feedback.
+
+An episode walks the layers; each step decides one quantity (SPEC section 3):
+  * mode "mixed" (bit-flexible accelerators): a layer's weight bits, then its activation bits;
+  * mode "weights" (size budgets, k-means as Deep Compression): the weight bits only;
+  * mode "int8" (cpu-ort, whose kernels are int8 or fp32): one operator (stem, block, head) at a time,
+    int8 for an action below 0.5, fp32 otherwise.
+The 10-number state is (k, c_in, c_out, kernel, stride, feature size, params, depthwise, weight/activation,
+previous action); the action a in [0, 1] maps to b = round(b_min - 0.5 + a (b_max - b_min + 1)). At the
+end of the episode the policy is lowered, one bit at a time from the last layer backwards (activations,
+then weights), until it meets the budget; the reward is lambda (acc_quant - acc_original) after a short
+fine-tune of the quantized network.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+from tightfit.errors import TightfitError
+from tightfit.hardware.layers import LayerOp
+from tightfit.methods.quantize.policy import FP, LayerBits, QuantPolicy
+from tightfit.methods.rl.ddpg import DDPGAgent, DDPGConfig, EpisodeRecord, run_search
+from tightfit.train.checkpoint import load_checkpoint, save_checkpoint
+
+MODES = ("mixed", "weights", "int8")
+STATE = 10
+
+Cost = Callable[[dict[str, LayerBits]], float]
+Evaluate = Callable[[QuantPolicy], float]  # policy -> accuracy after the short fine-tune
+
+
+@dataclass(frozen=True)
+class HAQConfig:
+    budget: float  # in the cost's unit (ms, mJ or bytes)
+    mode: str = "mixed"
+    method: str = "linear"  # or "kmeans" (size budgets)
+    b_min: int = 2
+    b_max: int = 8
+    episodes: int = 300
+    reward_lambda: float = 0.1
+    seed: int = 0
+    ddpg: DDPGConfig = field(default_factory=lambda: DDPGConfig(warmup_episodes=20, sigma_decay=0.99))
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise TightfitError(f"HAQ mode {self.mode!r}: use one of {', '.join(MODES)}")
+        if not 1 <= self.b_min <= self.b_max <= 8:
+            raise TightfitError(f"bits range {self.b_min}..{self.b_max}: need 1 <= b_min <= b_max <= 8")
+        if self.budget <= 0 or self.episodes < 1:
+            raise TightfitError("the HAQ budget and the number of episodes must be positive")
+
+    def to_json(self) -> dict:
+        return {**asdict(self), "ddpg": self.ddpg.to_json()}
+
+    @classmethod
+    def from_json(cls, obj: dict) -> HAQConfig:
+        return cls(**{**obj, "ddpg": DDPGConfig.from_json(obj["ddpg"])})
+
+
+def bits_of_action(a: float, b_min: int = 2, b_max: int = 8) -> int:
+    """b = round(b_min - 0.5 + a (b_max - b_min + 1)), rounding halves up so that each width gets an equal
+    share 1 / (b_max - b_min + 1) of [0, 1] (Python's round would favour even widths)."""
+    b = math.floor(b_min - 0.5 + float(a) * (b_max - b_min + 1) + 0.5)
+    return min(b_max, max(b_min, b))
+
+
+@dataclass(frozen=True)
+class Unit:
+    """One decision: `layers` (one layer, or an operator's layers in int8 mode) and which bits it sets."""
+
+    layers: tuple[str, ...]
+    kind: str  # "w", "a" or "wa"
+    features: tuple[float, ...]  # k, c_in, c_out, kernel, stride, feature size, params, depthwise
+
+
+def decision_units(layers: list[LayerOp], mode: str, operators: list[list[str]] | None = None) -> list[Unit]:
+    by_name = {op.name: op for op in layers}
+
+    def features(k: int, ops: list[LayerOp]) -> tuple[float, ...]:
+        main = max(ops, key=lambda o: o.macs)
+        fc = main.kind == "linear"
+        return (k, ops[0].in_channels, ops[-1].out_channels, main.kernel, 0 if fc else main.stride,
+                1 if fc else main.in_h * main.in_w, sum(o.weight_count for o in ops),
+                float(any(o.kind == "depthwise" for o in ops)))
+
+    if mode == "int8":
+        if operators is None:
+            raise TightfitError("int8 mode decides per operator; give the operators' layer names")
+        return [Unit(tuple(names), "wa", features(k, [by_name[n] for n in names]))
+                for k, names in enumerate(operators) if names]
+    kinds = ("w", "a") if mode == "mixed" else ("w",)
+    return [Unit((op.name,), kind, features(k, [op])) for k, op in enumerate(layers) for kind in kinds]
+
+
+class QuantizationEnv(gym.Env):
+    """One episode sets every unit's bits; the reward arrives at the last step, after the budget is met."""
+
+    def __init__(self, units: list[Unit], config: HAQConfig, cost: Cost, evaluate: Evaluate, original_acc: float):
+        self.units, self.config, self.cost, self.evaluate = units, config, cost, evaluate
+        self.original_acc = original_acc
+        self.observation_space = gym.spaces.Box(0.0, 1.0, (STATE,), dtype=np.float32)
+        self.action_space = gym.spaces.Box(0.0, 1.0, (1,), dtype=np.float32)
+        a = np.asarray([u.features for u in units], dtype=np.float64)
+        span = a.max(0) - a.min(0)
+        self._static = ((a - a.min(0)) / np.where(span > 0, span, 1.0)).astype(np.float32)
+        self.layers = list(dict.fromkeys(n for u in units for n in u.layers))
+        floor = self.lowest()
+        if cost(floor) > config.budget:
+            raise TightfitError(f"a budget of {config.budget:.4g} cannot be met: even the lowest policy "
+                                f"({self._describe_floor()}) costs {cost(floor):.4g}; raise the budget")
+        self.t, self.prev, self.bits = 0, 0.0, self.start()
+
+    def _describe_floor(self) -> str:
+        return "every operator int8" if self.config.mode == "int8" else f"every width at {self.config.b_min} bits"
+
+    def start(self) -> dict[str, LayerBits]:
+        """Before any decision: weights-only modes keep activations in floating point."""
+        return {n: LayerBits() for n in self.layers}
+
+    def lowest(self) -> dict[str, LayerBits]:
+        bits = self.start()
+        for u in self.units:
+            for n in u.layers:
+                bits[n] = self._set(bits[n], u.kind, 8 if u.kind == "wa" else self.config.b_min)
+        return bits
+
+    @staticmethod
+    def _set(b: LayerBits, kind: str, value: int) -> LayerBits:
+        if kind == "w":
+            return replace(b, w_bits=value)
+        if kind == "a":
+            return replace(b, a_bits=value)
+        return LayerBits(value, value)
+
+    def _observe(self) -> np.ndarray:
+        u = self.units[self.t]
+        return np.concatenate([self._static[self.t][:7], [self._static[self.t][7], float(u.kind == "w"),
+                                                          self.prev]]).astype(np.float32)
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[np.ndarray, dict]:
+        super().reset(seed=seed)
+        self.t, self.prev, self.bits = 0, 0.0, self.start()
+        return self._observe(), {}
+
+    def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+        a = float(np.clip(np.asarray(action).reshape(-1)[0], 0.0, 1.0))
+        u = self.units[self.t]
+        value = (8 if a < 0.5 else FP) if u.kind == "wa" else bits_of_action(a, self.config.b_min, self.config.b_max)
+        for n in u.layers:
+            self.bits[n] = self._set(self.bits[n], u.kind, value)
+        self.prev = a
+        self.t += 1
+        if self.t < len(self.units):
+            return self._observe(), 0.0, False, False, {}
+        proposed = dict(self.bits)
+        self.bits = lower_to_budget(self.bits, self.units, self.cost, self.config)
+        policy = QuantPolicy(dict(self.bits), self.config.method)
+        accuracy = self.evaluate(policy)
+        reward = self.config.reward_lambda * (accuracy - self.original_acc)
+        info = {"policy": policy.to_json(), "accuracy": accuracy, "cost": self.cost(self.bits),
+                "proposed_cost": self.cost(proposed), "lowered": proposed != self.bits}
+        return np.zeros(STATE, dtype=np.float32), reward, True, False, info
+
+
+def lower_to_budget(bits: dict[str, LayerBits], units: list[Unit], cost: Cost, config: HAQConfig) -> dict[str, LayerBits]:
+    """HAQ's resource constraint: from the last unit backwards, take one bit off (activations before weights
+    of the same layer, as the released code), re-price, and sweep again, until the policy fits; in int8
+    mode each step turns one fp32 operator int8. Terminates: every step lowers something, and the lowest
+    policy fits (checked when the environment is built)."""
+    bits = dict(bits)
+    order = list(reversed(units))  # units go (w, a) per layer, so backwards the activation comes first
+    while cost(bits) > config.budget:
+        changed = False
+        for u in order:
+            current = bits[u.layers[0]]
+            value = {"w": current.w_bits, "a": current.a_bits, "wa": current.w_bits}[u.kind]
+            floor = 8 if u.kind == "wa" else config.b_min
+            if value <= floor:
+                continue
+            lowered = 8 if u.kind == "wa" else value - 1
+            for n in u.layers:
+                bits[n] = QuantizationEnv._set(bits[n], u.kind, lowered)
+            changed = True
+            if cost(bits) <= config.budget:
+                return bits
+        if not changed:
+            raise TightfitError(f"the policy cannot be lowered to the budget {config.budget:.4g}")
+    return bits
+
+
+@dataclass
+class HAQResult:
+    best: dict  # the best episode's info: policy, accuracy, cost, reward, episode
+    history: list[dict]  # per episode: reward, accuracy, cost, lowered
+
+
+def search(units: list[Unit], config: HAQConfig, cost: Cost, evaluate: Evaluate, original_acc: float,
+           checkpoint: Path | None = None, progress: bool = True,
+           log: Callable[[str], None] | None = None) -> HAQResult:
+    """`config.episodes` episodes of DDPG on the quantization environment; resumable from `checkpoint`."""
+    from tqdm import tqdm
+
+    env = QuantizationEnv(units, config, cost, evaluate, original_acc)
+    agent = DDPGAgent(STATE, 1, replace(config.ddpg, seed=config.seed, buffer_size=100 * len(units)))
+    history: list[dict] = []
+    best: dict | None = None
+    state = load_checkpoint(checkpoint) if checkpoint else None
+    if state is not None:
+        if state["config"] != config.to_json():
+            raise TightfitError(f"HAQ checkpoint {checkpoint} was written with other settings; rerun with the same "
+                                "options or delete it to start over")
+        agent.load_state_dict(state["agent"])
+        history, best = state["history"], state["best"]
+    bar = tqdm(total=config.episodes, initial=agent.episodes, desc="HAQ episodes", unit="ep",
+               disable=None if progress else True)
+
+    def on_episode(record: EpisodeRecord, _: EpisodeRecord) -> None:
+        nonlocal best
+        info = record.info
+        history.append({"episode": record.episode + 1, "reward": record.reward, "accuracy": info["accuracy"],
+                        "cost": info["cost"], "lowered": info["lowered"]})
+        if best is None or record.reward > best["reward"]:
+            best = {**info, "reward": record.reward, "episode": record.episode + 1}
+            if log:
+                log(f"HAQ episode {record.episode + 1}: reward {record.reward:.4f}, accuracy {info['accuracy']:.4f}, "
+                    f"cost {info['cost']:.4g} (budget {config.budget:.4g})")
+        if checkpoint is not None:
+            save_checkpoint(checkpoint, {"config": config.to_json(), "agent": agent.state_dict(),
+                                         "history": history, "best": best})
+        bar.update(1)
+
+    run_search(env, agent, config.episodes - agent.episodes, on_episode)
+    bar.close()
+    assert best is not None, "at least one episode ran"
+    return HAQResult(best, history)
