@@ -39,8 +39,8 @@ def module_path(node_name: str) -> str:
 
 def mixed_int8_onnx(quantized: nn.Module, precisions: list[int], input_shape: tuple[int, ...],
                     calibration: list[np.ndarray]) -> bytes:
-    """ONNX model (batch 1; `calibration` holds batches of normalised images) of a MobileNet-family network whose operator i (stem, blocks, head) runs int8 where
-    precisions[i] == 8 and fp32 otherwise."""
+    """ONNX model (batch 1) of a MobileNet-family network whose operator i (stem, blocks, head) runs int8
+    where precisions[i] == 8 and fp32 otherwise; `calibration` holds batches of normalised images."""
     n_ops = len(precisions)
 
     def keep_fp32(node: str) -> bool:

@@ -169,7 +169,8 @@ class QuantizationEnv(gym.Env):
         return np.zeros(STATE, dtype=np.float32), reward, True, False, info
 
 
-def lower_to_budget(bits: dict[str, LayerBits], units: list[Unit], cost: Cost, config: HAQConfig) -> dict[str, LayerBits]:
+def lower_to_budget(bits: dict[str, LayerBits], units: list[Unit], cost: Cost,
+                    config: HAQConfig) -> dict[str, LayerBits]:
     """HAQ's resource constraint: from the last unit backwards, take one bit off (activations before weights
     of the same layer, as the released code), re-price, and sweep again, until the policy fits; in int8
     mode each step turns one fp32 operator int8. Terminates: every step lowers something, and the lowest
