@@ -22,6 +22,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     options.add_training(p)
     options.add_search(p)
     options.add_prune(p)
+    options.add_quantize(p)
     options.add_run_folder(p)
     p.set_defaults(func=main)
 
@@ -33,7 +34,7 @@ def main(args: argparse.Namespace) -> int:
         card = result.card
         print(json.dumps({"run_dir": str(result.run_dir), "model": card["model"]["arch"] or card["model"]["family"],
                           "test_top1": card["accuracy"]["test_top1_onnx"],
-                          "latency_ms_p50": card["latency_ms"]["p50"], "size_bytes": card["size_bytes"]["onnx"],
+                          "latency_ms_p50": card["latency_ms"]["p50"], "size_bytes": card["size_bytes"]["model"],
                           "parity_max_abs_diff": card["parity_max_abs_diff"],
                           "constraints_met": card["all_constraints_met"]}, indent=2))
     return 0

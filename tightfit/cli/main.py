@@ -6,10 +6,10 @@ import argparse
 import sys
 
 from tightfit import __version__
-from tightfit.cli import cmd_arch, cmd_data, cmd_export, cmd_profile, cmd_prune, cmd_run, cmd_search
+from tightfit.cli import cmd_arch, cmd_data, cmd_export, cmd_profile, cmd_prune, cmd_quantize, cmd_run, cmd_search
 from tightfit.errors import TightfitError
 
-COMMANDS = (cmd_run, cmd_search, cmd_prune, cmd_profile, cmd_data, cmd_arch, cmd_export)
+COMMANDS = (cmd_run, cmd_search, cmd_prune, cmd_quantize, cmd_profile, cmd_data, cmd_arch, cmd_export)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,4 +1,4 @@
-"""Option groups that `tightfit run` and `tightfit search` share, and how they become a RunConfig."""
+"""Option groups that `tightfit run`, `search`, `prune` and `quantize` share, and how they become a RunConfig."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ from tightfit.hardware.targets import target_names
 from tightfit.methods.prune.amc import PROTOCOLS
 from tightfit.methods.search.proxyless import LOSSES
 from tightfit.pipeline import constraints_from_text, resolve
-from tightfit.pipeline.config import RunConfig
+from tightfit.pipeline.config import BUDGET_METRICS, RunConfig
+from tightfit.pipeline.constraints import Constraints
 from tightfit.train.config import SCHEDULES
 
 
@@ -71,6 +72,29 @@ def add_prune(p: argparse.ArgumentParser, flag: str = "--prune") -> None:
     g.add_argument("--channel-multiple", type=int, help="round kept channels to this multiple (default 8)")
 
 
+def add_quantize(p: argparse.ArgumentParser, flag: str | None = "--quantize") -> None:
+    """Step 3's budget is --latency or --energy (the constraints above), --size-bits, or --budget-uniform."""
+    g = p.add_argument_group("quantization (step 3, HAQ; the budget is --latency, else --energy, or one below)")
+    if flag:
+        g.add_argument(flag, dest="quantize", action="store_true",
+                       help="quantize with mixed precision: bits per layer on bitfusion / accel.yaml, int8 or fp32 "
+                            "per operator on cpu-ort")
+    g.add_argument("--size-bits", type=float, metavar="BITS",
+                   help="size budget: the k-means size of BITS bits per weight on average, e.g. 3")
+    g.add_argument("--budget-uniform", metavar="wWaA", help="the budget is what this uniform policy costs, e.g. w4a4 "
+                                                             "(on cpu-ort: w8a8)")
+    g.add_argument("--quantize-metric", choices=BUDGET_METRICS, help="what --budget-uniform prices (default latency)")
+    g.add_argument("--haq-episodes", type=int, help="DDPG episodes (default 300, 60 on digits)")
+    g.add_argument("--haq-warmup", type=int, help="episodes of random actions first (default 100, 20 on digits)")
+    g.add_argument("--reward-steps", type=int, help="fine-tuning steps before each episode's accuracy (default 50, "
+                                                    "20 on digits)")
+    g.add_argument("--reward-lr", type=float, help="learning rate of those steps (default 0.01, 0.005 on digits)")
+    g.add_argument("--quantize-epochs", type=int, help="straight-through fine-tuning of the chosen policy (default "
+                                                       "5, 2 on digits)")
+    g.add_argument("--b-min", type=int, help="fewest bits per weight or activation (default 2)")
+    g.add_argument("--b-max", type=int, help="most bits (default 8)")
+
+
 def add_run_folder(p: argparse.ArgumentParser) -> None:
     p.add_argument("--val-fraction", type=float, help="share of the training set held out for validation")
     p.add_argument("--seed", type=int)
@@ -93,13 +117,41 @@ def config_from(args: argparse.Namespace, model: str) -> RunConfig:
         ("episodes", "amc_episodes"),
         ("warmup_episodes", "amc_warmup"), ("reconstruct", "reconstruct"), ("finetune_epochs", "finetune_epochs"),
         ("multiple", "channel_multiple"))}
+    quantize = _quantize_options(args, constraints)
     try:
-        config = resolve(args.data, args.width, {**train, "seed": args.seed}, search, prune,
+        config = resolve(args.data, args.width, {**train, "seed": args.seed}, search, prune, quantize,
                          resolution=args.resolution, model=model, arch=getattr(args, "arch", None),
                          factory=getattr(args, "factory", None), weights=getattr(args, "weights", None),
                          target=args.target, constraints=constraints, val_fraction=args.val_fraction, seed=args.seed)
     except ValueError as err:  # TrainConfig's own checks
         raise TightfitError(f"training options: {err}") from None
-    if args.resume and any(v is not None for v in (*train.values(), *search.values(), *prune.values())):
+    if args.resume and any(v not in (None, False) for v in (*train.values(), *search.values(), *prune.values(),
+                                                             *quantize.values())):
         print("note: --resume continues with the run folder's own config.json; the method options given are ignored")
     return config
+
+
+def _quantize_options(args: argparse.Namespace, constraints: Constraints) -> dict:
+    """Step 3's settings; its budget, when it runs, is --size-bits, --budget-uniform, else --latency or --energy."""
+    tuning = {k: getattr(args, a, None) for k, a in (
+        ("episodes", "haq_episodes"), ("warmup_episodes", "haq_warmup"), ("reward_steps", "reward_steps"),
+        ("reward_lr", "reward_lr"), ("finetune_epochs", "quantize_epochs"), ("b_min", "b_min"), ("b_max", "b_max"))}
+    size_bits, uniform = getattr(args, "size_bits", None), getattr(args, "budget_uniform", None)
+    if not getattr(args, "quantize", False):
+        if size_bits is not None or uniform is not None:
+            raise TightfitError("--size-bits and --budget-uniform are budgets of step 3; add --quantize to run it")
+        return tuning
+    if size_bits is not None and uniform is not None:
+        raise TightfitError("give one quantization budget: --size-bits or --budget-uniform, not both")
+    if size_bits is not None:
+        budget = {"metric": "size", "value": size_bits}
+    elif uniform is not None:
+        budget = {"metric": args.quantize_metric or "latency", "uniform": uniform}
+    elif constraints.latency_ms is not None:
+        budget = {"metric": "latency", "value": constraints.latency_ms}
+    elif constraints.energy_mj is not None:
+        budget = {"metric": "energy", "value": constraints.energy_mj}
+    else:
+        raise TightfitError("quantization needs a budget: --latency 0.5ms, --energy 2mJ, --size-bits 3 or "
+                            "--budget-uniform w4a4")
+    return {**tuning, **budget, "enabled": True}

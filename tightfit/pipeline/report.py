@@ -11,6 +11,7 @@ from torch import nn
 from tightfit.fileio import write_text
 from tightfit.pipeline.figures import pyplot, to_svg
 from tightfit.pipeline.report_prune import prune_section
+from tightfit.pipeline.report_quantize import quantize_section
 from tightfit.pipeline.report_search import search_section
 from tightfit.pipeline.stages import StageRecord
 
@@ -55,6 +56,8 @@ def _summary_table(card: dict) -> str:
         "latency p50 / p90": f"{card['latency_ms']['p50']:.3f} / {card['latency_ms']['p90']:.3f} ms "
                              f"on {card['target']}",
         "ONNX size": f"{card['size_bytes']['onnx']:,} bytes",
+        **({"model size (packed weights)": f"{card['size_bytes']['packed']:,} bytes"}
+           if card["size_bytes"].get("packed") else {}),
         "params": f"{card['params']:,}", "FLOPs": f"{card['flops']:,}",
         "peak activation memory": f"{card['peak_activation_bytes']:,} bytes",
         "ONNX vs PyTorch max |diff|": f"{card['parity_max_abs_diff']:.2e}",
@@ -72,6 +75,8 @@ def write_report(path: Path, card: dict | None, records: list[StageRecord], mode
         sections.append(search_section(by_stage["search"]))
     if "prune" in by_stage:
         sections.append(prune_section(by_stage["prune"]))
+    if "quantize" in by_stage:
+        sections.append(quantize_section(by_stage["quantize"]))
     if "train" in by_stage:
         sections.append(f"<h2>Learning curves</h2>{_learning_curves_svg(by_stage['train']['history'])}")
     sections.append(f"<h2>The network, layer by layer</h2>{_layers_table(model)}")

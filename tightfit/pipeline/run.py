@@ -26,9 +26,10 @@ from tightfit.pipeline.rebuild import rebuild_model
 from tightfit.pipeline.report import write_report
 from tightfit.pipeline.stage_export import ExportStage
 from tightfit.pipeline.stage_prune import PruneStage
+from tightfit.pipeline.stage_quantize import QuantizeStage
 from tightfit.pipeline.stage_search import SearchStage
 from tightfit.pipeline.stage_train import TrainStage
-from tightfit.pipeline.stages import Candidate, RunContext, Stage, StageRecord
+from tightfit.pipeline.stages import Candidate, QuantizedArtifacts, RunContext, Stage, StageRecord
 from tightfit.train.distributed import DistContext, barrier, broadcast_object, init_distributed, shutdown
 
 
@@ -41,12 +42,15 @@ class RunResult:
 
 def default_stages(config: RunConfig) -> list[Stage]:
     """Step 1 (search) when the architecture is to be found, training, step 2 (AMC) when a budget asks for
-    it, and the deployed artifact. A run that starts from given weights is not trained again."""
+    it, step 3 (HAQ) when asked for, and the deployed artifact. A run that starts from given weights is not
+    trained again."""
     stages: list[Stage] = [SearchStage()] if config.model == "search" else []
     if config.weights is None:
         stages.append(TrainStage())
     if config.prune.enabled(config.constraints):
         stages.append(PruneStage())
+    if config.quantize.enabled:
+        stages.append(QuantizeStage())
     return [*stages, ExportStage()]
 
 
@@ -96,11 +100,15 @@ def _starting_network(spec: ModelSpec, weights: str | None) -> Candidate:
 def _save_candidate(candidate: Candidate, folder: Path) -> None:
     save_weights(candidate.model, folder / "candidate.safetensors")
     write_json(folder / "candidate.json", candidate.spec.to_json())
+    if candidate.quantized is not None:
+        write_json(folder / "quantized.json", candidate.quantized.to_json())
 
 
 def _load_candidate(folder: Path) -> Candidate:
     spec = ModelSpec.from_json(read_json(folder / "candidate.json"))
-    return Candidate(load_weights(rebuild_model(spec), folder / "candidate.safetensors"), spec)
+    quantized = folder / "quantized.json"
+    return Candidate(load_weights(rebuild_model(spec), folder / "candidate.safetensors"), spec,
+                     QuantizedArtifacts.from_json(read_json(quantized)) if quantized.is_file() else None)
 
 
 def run(config: RunConfig, run_dir: Path | None = None, *, resume: bool = False, progress: bool = True,
@@ -131,6 +139,10 @@ def _run(config: RunConfig, run_dir: Path, resume: bool, progress: bool, stages:
     if config.model != "search":
         candidate = _starting_network(_spec(config, data.resolution, data.in_channels, data.num_classes),
                                       config.weights)
+    if not resume:
+        for stage in stages:  # settings a stage cannot work with fail here, before the folder exists
+            if hasattr(stage, "check"):
+                stage.check(config, target)
     if not resume and dist.is_main:  # bad input has failed by now, before the folder exists
         _create_run_dir(config, run_dir)
     barrier(dist)

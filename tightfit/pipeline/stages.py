@@ -21,12 +21,34 @@ from tightfit.pipeline.config import RunConfig
 from tightfit.train.distributed import DistContext
 
 
+@dataclass(frozen=True)
+class QuantizedArtifacts:
+    """What step 3 adds to a candidate whose `model` holds the quantized weight values in floating point:
+    the policy, each quantized input's (clip, signed), and files under the run folder (relative paths):
+    the packed weights and, where the target runs int8, the ONNX model to deploy instead of an fp32 one."""
+
+    policy: dict  # QuantPolicy JSON
+    activation_clips: dict[str, tuple[float, bool]]
+    packed: str
+    onnx: str | None = None
+
+    def to_json(self) -> dict:
+        return {"policy": self.policy, "activation_clips": {n: list(c) for n, c in self.activation_clips.items()},
+                "packed": self.packed, "onnx": self.onnx}
+
+    @classmethod
+    def from_json(cls, obj: dict) -> QuantizedArtifacts:
+        clips = {n: (float(c), bool(s)) for n, (c, s) in obj["activation_clips"].items()}
+        return cls(obj["policy"], clips, obj["packed"], obj["onnx"])
+
+
 @dataclass
 class Candidate:
     """A network on its way through the pipeline, and the spec that rebuilds it."""
 
     model: nn.Module
     spec: ModelSpec
+    quantized: QuantizedArtifacts | None = None  # set by step 3
 
 
 @dataclass
@@ -70,6 +92,9 @@ class RunContext:
 
 
 class Stage(Protocol):
+    """A stage may also define `check(config, target)`, called before the run folder is created, to
+    refuse bad settings before any work is done."""
+
     name: str
     distributed: bool  # True: every rank runs it (training); False: rank 0 alone
 

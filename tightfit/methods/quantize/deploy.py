@@ -10,13 +10,16 @@ quantizes what PyTorch keeps in float (operator outputs, residual adds).
 from __future__ import annotations
 
 import copy
+import io
+import warnings
 
 import numpy as np
+import torch
 from torch import nn
 
 from tightfit.hardware.cost import operator_index
-from tightfit.hardware.runtime_ort import export_bytes, quantize_int8
-from tightfit.methods.quantize.policy import QuantLayer
+from tightfit.hardware.runtime_ort import quantize_int8
+from tightfit.methods.quantize.policy import FP, LayerBits, QuantLayer, QuantPolicy
 
 
 def float_model(quantized: nn.Module) -> nn.Module:
@@ -30,6 +33,44 @@ def float_model(quantized: nn.Module) -> nn.Module:
     return model.eval()
 
 
+def quantized_values_model(quantized: nn.Module) -> nn.Module:
+    """The float network whose weights are the quantized values (what the packed file decodes to): a plain
+    network that saves, reloads and exports like the original."""
+    model = copy.deepcopy(quantized)
+    for name, m in list(model.named_modules()):
+        if isinstance(m, QuantLayer):
+            with torch.no_grad():
+                m.layer.weight.copy_(m.weight().detach())
+            m.layer.weight.requires_grad_(True)
+            parent_name, _, child = name.rpartition(".")
+            parent = model.get_submodule(parent_name) if parent_name else model
+            setattr(parent, child, m.layer)
+    return model.eval()
+
+
+class _NoCalibration:
+    """Stands in for a Calibration when every clipping value is already known."""
+
+    inputs: dict = {}
+
+
+def with_activation_quantizers(model: nn.Module, policy: QuantPolicy,
+                               clips: dict[str, tuple[float, bool]]) -> nn.Module:
+    """A copy of `quantized_values_model(q)` that computes what `q` does: the weights already hold their
+    quantized values, so only the inputs are quantized again, with their recorded (clip, signed)."""
+    model = copy.deepcopy(model).eval()
+    for name, bits in policy.bits.items():
+        if bits.a_bits >= FP:
+            continue
+        parent_name, _, child = name.rpartition(".")
+        parent = model.get_submodule(parent_name) if parent_name else model
+        layer = QuantLayer(getattr(parent, child), LayerBits(FP, bits.a_bits), "linear", name, _NoCalibration())
+        layer.a_clip.fill_(clips[name][0])
+        layer.a_signed = clips[name][1]
+        setattr(parent, child, layer)
+    return model
+
+
 def module_path(node_name: str) -> str:
     """The module an exported node came from: "/blocks/blocks.3/conv/conv.0/conv.0.0/Conv" -> blocks.3.conv.0.0
     (the TorchScript exporter names each scope by its parent's attribute and the child's)."""
@@ -39,14 +80,24 @@ def module_path(node_name: str) -> str:
 
 def mixed_int8_onnx(quantized: nn.Module, precisions: list[int], input_shape: tuple[int, ...],
                     calibration: list[np.ndarray]) -> bytes:
-    """ONNX model (batch 1) of a MobileNet-family network whose operator i (stem, blocks, head) runs int8
-    where precisions[i] == 8 and fp32 otherwise; `calibration` holds batches of normalised images."""
+    """ONNX model (any batch size) of a MobileNet-family network whose operator i (stem, blocks, head) runs
+    int8 where precisions[i] == 8 and fp32 otherwise; `calibration` holds batches of normalised images."""
     n_ops = len(precisions)
 
     def keep_fp32(node: str) -> bool:
         path = module_path(node)
         return precisions[operator_index(path, n_ops)] != 8 if path else False
 
-    onnx_fp32 = export_bytes(float_model(quantized), input_shape)
-    images = [x[i:i + 1] for x in calibration for i in range(len(x))]  # the model takes batch 1
-    return quantize_int8(onnx_fp32, input_shape, calibration=images, keep_fp32=keep_fp32, per_channel=False)
+    return quantize_int8(_export_dynamic(float_model(quantized), input_shape), input_shape, calibration=calibration,
+                         keep_fp32=keep_fp32, per_channel=False)
+
+
+def _export_dynamic(model: nn.Module, input_shape: tuple[int, ...]) -> bytes:
+    """fp32 ONNX bytes with a dynamic batch axis, named as the pipeline's exported models (input, logits)."""
+    buf = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model.eval(), (torch.randn(1, *input_shape),), buf, dynamo=False, opset_version=17,
+                          input_names=["input"], output_names=["logits"],
+                          dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}})
+    return buf.getvalue()

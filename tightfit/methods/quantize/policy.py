@@ -3,8 +3,8 @@
 `quantize_model(model, policy, calibration)` returns a copy in which every named conv or linear layer is a
 `QuantLayer`: its input activations quantized to a_bits (clipping calibrated on training batches) and its
 weights to w_bits, linearly (KL-chosen clipping) or by k-means. 32 bits means "left in floating point".
-8-bit layers use PyTorch's own fake-quantize op, which the ONNX exporter turns into QuantizeLinear /
-DequantizeLinear pairs that ONNX Runtime runs with int8 kernels.
+8-bit layers use PyTorch's own fused fake-quantize op; `deploy.py` builds the int8 ONNX model that ONNX
+Runtime runs.
 """
 
 from __future__ import annotations
@@ -60,10 +60,10 @@ class QuantPolicy:
 
 
 def _fake_quantize(x: torch.Tensor, bits: int, clip: torch.Tensor, signed: bool) -> torch.Tensor:
-    if bits == 8:  # exportable to ONNX QDQ; same grid as below at 8 bits
+    if bits == 8:  # PyTorch's fused op; the same grid as below, symmetric (-127..127) like the packed codes
         n = levels(8, signed)
         scale = float(clip.clamp_min(1e-12)) / n
-        return torch.fake_quantize_per_tensor_affine(x, scale, 0, -128 if signed else 0, 127 if signed else 255)
+        return torch.fake_quantize_per_tensor_affine(x, scale, 0, -n if signed else 0, n)
     return fake_quantize(x, bits, clip, signed)
 
 

@@ -44,7 +44,7 @@ class SearchConfig:
     warmup_epochs: int = 5
     epochs: int = 10  # search epochs, after the warm-up (0: only train the supernet on random paths)
     batch_size: int = 64
-    lr: float = 0.05
+    lr: float = 0.01  # single-path weight sharing diverges above: digits, 4 warm-up epochs: 74% at 0.01, 33% at 0.05
     momentum: float = 0.9
     weight_decay: float = 4e-5  # lambda1
     arch_lr: float = 6e-3
