@@ -19,7 +19,7 @@ import torch
 from _cifar import load_cifar, measure_ms
 from _common import write_result
 
-from tightfit.hardware import CostModel, get_target
+from tightfit.hardware import CostModel, get_target, profile
 from tightfit.methods.search.costs import space_costs
 from tightfit.methods.search.proxyless import ProxylessSearch, SearchConfig
 from tightfit.methods.search.supernet import Supernet
@@ -49,8 +49,13 @@ def main() -> None:
     space = SearchSpace(32, 3, 10, width_mult=args.space_width)
     mbv2 = build_model(ModelSpec("mobilenetv2", 32, 3, 10, 1.0))
     models = {name: CostModel(get_target(name)) for name in TARGETS}
-    reference = {"cpu-ort": measure_ms(models["cpu-ort"].target, [mbv2])[0],
-                 "bitfusion": models["bitfusion"].of_model(mbv2, (3, 32, 32)).latency_ms}
+    # as in nas_cifar.py: the table's scale refitted on its calibration networks timed with the reference,
+    # so that T and the search's predictions share the machine's current speed
+    models["cpu-ort"].profile_space(space, (32,))
+    calibration = profile.calibration_plans(space)
+    ref_ms, *cal_ms = measure_ms(models["cpu-ort"].target, [mbv2] + [MobileNet(p) for p in calibration])
+    profile.fit_scale(models["cpu-ort"].table, calibration, cal_ms, 32)
+    reference = {"cpu-ort": ref_ms, "bitfusion": models["bitfusion"].of_model(mbv2, (3, 32, 32)).latency_ms}
     costs = {name: space_costs(cost, space) for name, cost in models.items()}
 
     torch.manual_seed(args.seed)

@@ -1,0 +1,251 @@
+"""HAQ on CIFAR-10: the agent's mixed-precision policy against every uniform one that meets the same budget.
+
+The MobileNetV2 reference (width 0.5, to fit the hour) is trained on a seeded subset, then quantized under:
+  * bitfusion-latency / bitfusion-energy: the budget is the cost of uniform w4a4 on the Bit Fusion model;
+    the uniform competitors are the Pareto-maximal (w, a) settings in 2..8 that meet it;
+  * size-2bit / size-3bit: weight bytes (k-means codes + codebooks) of uniform k-means at 2 and 3 bits per
+    weight (Deep Compression); HAQ picks per-layer weight bits (k-means), activations stay fp32;
+  * cpu-ort-latency: halfway between the lookup table's all-int8 and all-fp32 latencies; each operator
+    int8 or fp32; the policies are also exported (ONNX Runtime int8 QDQ) and measured end to end.
+Every policy, HAQ's and the uniform ones, then gets the same straight-through fine-tuning before its test
+accuracy is taken on the whole test set.
+
+    python bench/haq_cifar.py [--train-images 5000] [--episodes 30] ...
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+import torch
+from _cifar import load_cifar, train_and_test
+from _common import RESULTS, write_result
+
+from tightfit.hardware import CostModel, get_target
+from tightfit.hardware.latency import interleaved_latency
+from tightfit.hardware.layers import extract_layers
+from tightfit.hardware.runtime_torch import keep_torch_threads
+from tightfit.methods.quantize.costs import AcceleratorCost, OrtCost, SizeCost, operator_layers
+from tightfit.methods.quantize.deploy import mixed_int8_onnx
+from tightfit.methods.quantize.finetune import finetune, quantized_accuracy
+from tightfit.methods.quantize.haq import HAQConfig, decision_units, search
+from tightfit.methods.quantize.policy import Calibration, LayerBits, QuantPolicy, quantize_model
+from tightfit.methods.rl.ddpg import DDPGConfig
+from tightfit.models import ModelSpec, build_model
+from tightfit.train import TrainConfig, evaluate
+
+SHAPE = (3, 32, 32)
+
+
+def maximal_uniform(cost, layers, budget: float) -> list[tuple[int, int]]:  # noqa: ANN001
+    """Uniform (w, a) settings in 2..8 that meet the budget and that no other fitting setting dominates."""
+    fits = [(w, a) for w in range(2, 9) for a in range(2, 9)
+            if cost({op.name: LayerBits(w, a) for op in layers}) <= budget]
+    return [s for s in fits if not any(o != s and o[0] >= s[0] and o[1] >= s[1] for o in fits)]
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--train-images", type=int, default=5000)
+    p.add_argument("--val-images", type=int, default=1000)
+    p.add_argument("--train-epochs", type=int, default=8)
+    p.add_argument("--width", type=float, default=0.5)
+    p.add_argument("--episodes", type=int, default=30)
+    p.add_argument("--warmup-episodes", type=int, default=10)
+    p.add_argument("--reward-steps", type=int, default=5, help="fine-tuning steps before each episode's reward")
+    p.add_argument("--finetune-steps", type=int, default=150, help="fine-tuning steps of every final policy")
+    p.add_argument("--finetune-lr", type=float, default=0.005)
+    p.add_argument("--test-images", type=int, default=10000, help="the first N of the test set (smoke runs)")
+    p.add_argument("--seed", type=int, default=0)
+    args = p.parse_args()
+    started = time.perf_counter()
+    data = load_cifar(args.train_images, args.val_images, args.seed)
+    data.test = data.test.subset(list(range(min(args.test_images, len(data.test)))))
+    spec = ModelSpec("mobilenetv2", 32, 3, 10, args.width)
+    torch.manual_seed(args.seed)
+    model = build_model(spec)
+    trained = train_and_test(model, data, TrainConfig(epochs=args.train_epochs, batch_size=128, lr=0.1,
+                                                      warmup_epochs=1.0, seed=args.seed))
+    model = model.eval()
+    print("trained", trained)
+    train = data.loader("train", 64, shuffle=True, seed=args.seed)
+    val, test = data.loader("val", 250), data.loader("test", 500)
+    calibration = Calibration(model, [x for x, _ in list(train)[:4]], seed=args.seed)
+    accuracy = lambda m: evaluate(m, val)[1]  # noqa: E731
+    original = accuracy(model)
+    reward_of = quantized_accuracy(model, calibration, train, args.reward_steps, args.finetune_lr, accuracy)
+    layers = extract_layers(model, SHAPE)
+    names = [op.name for op in layers]
+
+    def final(policy: QuantPolicy) -> tuple[torch.nn.Module, dict]:
+        torch.manual_seed(args.seed)
+        q = quantize_model(model, policy, calibration)
+        before = accuracy(q)
+        q = finetune(q, train, args.finetune_steps, args.finetune_lr)
+        return q, {"val_acc_before_finetune": before, "val_acc": accuracy(q), "test_acc": evaluate(q, test)[1]}
+
+    def run_haq(budget_name: str, config: HAQConfig, cost, units) -> dict:  # noqa: ANN001
+        t0 = time.perf_counter()
+        result = search(units, config, cost, reward_of, original, progress=False, log=print)
+        policy = QuantPolicy.from_json(result.best["policy"])
+        curves[budget_name] = [h["reward"] for h in result.history]
+        policies[budget_name] = policy
+        return {"policy_obj": policy, "search_seconds": time.perf_counter() - t0, "best_episode":
+                result.best["episode"]}
+
+    rows, curves, policies, models_cpu = [], {}, {}, {}
+    ddpg = DDPGConfig(warmup_episodes=args.warmup_episodes, sigma_decay=0.95, seed=args.seed)
+    cache: dict[str, dict] = {}  # a uniform policy's fine-tuned scores, shared by the budgets it fits
+
+    def add_row(budget_name: str, name: str, policy: QuantPolicy, cost, budget: float, extra=None) -> None:  # noqa: ANN001
+        key = f"{name}:{policy.method}"
+        if name == "haq" or key not in cache:
+            q, scores = final(policy)
+            if budget_name == "cpu-ort-latency":
+                models_cpu[name] = (q, policy)
+            if name != "haq":
+                cache[key] = scores
+        else:
+            scores = cache[key]
+        rows.append({"budget": budget_name, "policy": name, "cost": cost(policy.bits), "budget_value": budget,
+                     "unit": cost.unit, "meets_budget": cost(policy.bits) <= budget * (1 + 1e-9), **scores,
+                     **(extra or {})})
+        print(rows[-1])
+
+    # bit-flexible accelerator: latency, then energy, both at the cost of uniform w4a4
+    target = get_target("bitfusion")
+    for metric in ("latency", "energy"):
+        budget_name = f"bitfusion-{metric}"
+        cost = AcceleratorCost(model, SHAPE, target, metric)
+        budget = cost({n: LayerBits(4, 4) for n in names})
+        config = HAQConfig(budget=budget, mode="mixed", episodes=args.episodes, seed=args.seed, ddpg=ddpg)
+        haq = run_haq(budget_name, config, cost, decision_units(layers, "mixed"))
+        add_row(budget_name, "haq", haq.pop("policy_obj"), cost, budget, haq)
+        for w, a in maximal_uniform(cost, layers, budget):
+            add_row(budget_name, f"w{w}a{a}", QuantPolicy.uniform(names, w, a), cost, budget)
+
+    # model size with k-means (Deep Compression): weights only
+    for avg in (2, 3):
+        budget_name = f"size-{avg}bit"
+        cost = SizeCost(model, SHAPE, "kmeans")
+        uniform = QuantPolicy({n: LayerBits(avg, 32) for n in names}, "kmeans")
+        budget = cost(uniform.bits)
+        config = HAQConfig(budget=budget, mode="weights", method="kmeans", episodes=args.episodes, seed=args.seed,
+                           ddpg=ddpg)
+        haq = run_haq(budget_name, config, cost, decision_units(layers, "weights"))
+        add_row(budget_name, "haq", haq.pop("policy_obj"), cost, budget, haq)
+        add_row(budget_name, f"kmeans-{avg}bit", uniform, cost, budget)
+
+    # cpu-ort: which operators run int8
+    cpu = CostModel(get_target("cpu-ort"), progress=False)
+    cost = OrtCost(model, cpu)
+    groups = operator_layers(model)
+    all_int8 = QuantPolicy({n: LayerBits(8, 8) for g in groups for n in g})
+    all_fp32 = QuantPolicy({n: LayerBits() for n in names})
+    lo, hi = cost(all_int8.bits), cost(all_fp32.bits)
+    budget = lo + 0.5 * (hi - lo)
+    config = HAQConfig(budget=budget, mode="int8", episodes=args.episodes, seed=args.seed, ddpg=ddpg)
+    haq = run_haq("cpu-ort-latency", config, cost, decision_units(layers, "int8", groups))
+    add_row("cpu-ort-latency", "haq", haq.pop("policy_obj"), cost, budget, haq)
+    add_row("cpu-ort-latency", "int8", all_int8, cost, budget)
+    add_row("cpu-ort-latency", "fp32", all_fp32, cost, budget)
+    measured = _measure_cpu(models_cpu, cost, data)
+    for row in rows:
+        if row["budget"] == "cpu-ort-latency":
+            row.update(measured[row["policy"]])
+
+    summary = {"rows": [{k: r[k] for k in ("budget", "policy", "meets_budget", "test_acc", "cost", "budget_value",
+                                           "unit")} for r in rows],
+               "original_test_acc": trained["test_acc"], "original_val_acc": original,
+               "reward_curves": curves, "bits_by_kind": {b: _bits_by_kind(policies[b], layers) for b in policies}}
+    verdicts = {}
+    for budget_name in dict.fromkeys(r["budget"] for r in rows):
+        mine = [r for r in rows if r["budget"] == budget_name]
+        h = next(r for r in mine if r["policy"] == "haq")
+        rivals = [r for r in mine if r["policy"] != "haq" and r["meets_budget"]]
+        best = max(rivals, key=lambda r: r["test_acc"]) if rivals else None
+        verdicts[budget_name] = {"haq_test_acc": h["test_acc"], "best_uniform": best and best["policy"],
+                                 "best_uniform_test_acc": best and best["test_acc"],
+                                 "haq_at_least_as_accurate": best is None or h["test_acc"] >= best["test_acc"]}
+    summary["verdicts"] = verdicts
+    summary["goal_met"] = all(v["haq_at_least_as_accurate"] for v in verdicts.values())
+    summary["bench_minutes"] = (time.perf_counter() - started) / 60
+    _plot_bits(policies, layers)
+    protocol = {**vars(args), "model": spec.to_json(), "trained": trained,
+                "data": "CIFAR-10 JPEG copy (../shared/data), seeded stratified subsets; test: all 10,000",
+                "reward": "0.1 x (val acc after reward_steps STE steps - original val acc), val subset",
+                "final": "every policy: finetune_steps SGD steps (batch 64, momentum 0.9, constant lr) with the "
+                         "straight-through estimator, then test accuracy of the PyTorch fake-quantized network",
+                "budgets": "bitfusion: cost of uniform w4a4; size: bytes of uniform k-means at 2/3 bits (codes + "
+                           "fp32 codebooks); cpu-ort: lookup-table all-int8 + half the gap to all-fp32",
+                "cpu_ort": "int8 via ONNX Runtime static QDQ quantization of the chosen operators (per-tensor "
+                           "weights, min/max activations on 4 x 64 training images); 1 thread, batch 1"}
+    print(write_result(__file__, protocol, summary, rows))
+
+
+def _bits_by_kind(policy: QuantPolicy, layers) -> dict:  # noqa: ANN001
+    kinds = {op.name: op.kind for op in layers}
+    out = {}
+    for kind in ("depthwise", "conv", "linear"):
+        chosen = [b for n, b in policy.bits.items() if kinds[n] == kind]
+        if chosen:
+            out[kind] = {"mean_w_bits": float(np.mean([b.w_bits for b in chosen])),
+                         "mean_a_bits": float(np.mean([b.a_bits for b in chosen]))}
+    return out
+
+
+def _measure_cpu(models: dict, cost: OrtCost, data) -> dict:  # noqa: ANN001
+    """Each cpu-ort policy exported (int8 operators through ONNX Runtime) and timed together end to end;
+    ONNX Runtime's test accuracy beside it."""
+    import onnxruntime as ort
+
+    runtime = cost.cost.target.runtime()
+    calibration = [x.numpy() for x, _ in list(data.loader("train", 64, shuffle=True, seed=1))[:4]]
+    sessions, fns = {}, []
+    for name, (q, policy) in models.items():
+        precisions = cost.precisions(policy.bits)
+        blob = mixed_int8_onnx(q, precisions, SHAPE, calibration)
+        sessions[name] = (ort.InferenceSession(blob, providers=["CPUExecutionProvider"]), precisions)
+        fns.append(runtime.prepare_onnx(blob, SHAPE))
+    with keep_torch_threads():
+        ms = interleaved_latency(fns)
+    out = {}
+    for (name, (session, precisions)), t in zip(sessions.items(), ms, strict=True):
+        correct = total = 0
+        for x, y in data.loader("test", 500):
+            for i in range(len(x)):
+                logits = session.run(None, {"input": x[i:i + 1].contiguous().numpy()})[0]
+                correct += int(logits.argmax() == y[i])
+            total += len(x)
+        out[name] = {"measured_ms": t, "onnx_test_acc": correct / total, "int8_operators": precisions.count(8),
+                     "operators": len(precisions)}
+    return out
+
+
+def _plot_bits(policies: dict[str, QuantPolicy], layers) -> None:  # noqa: ANN001
+    from tightfit.pipeline.figures import pyplot
+
+    plt = pyplot()
+    shown = [b for b in ("bitfusion-latency", "bitfusion-energy", "size-2bit", "size-3bit") if b in policies]
+    fig, axes = plt.subplots(len(shown), 1, figsize=(11, 2.4 * len(shown)), sharex=True)
+    x = np.arange(len(layers))
+    for ax, name in zip(np.atleast_1d(axes), shown, strict=True):
+        bits = policies[name].bits
+        w = [bits[op.name].w_bits for op in layers]
+        a = [bits[op.name].a_bits if bits[op.name].a_bits <= 8 else 0 for op in layers]
+        dw = [op.kind == "depthwise" for op in layers]
+        ax.bar(x - 0.2, w, 0.4, label="weight bits", color=["tab:orange" if d else "tab:blue" for d in dw])
+        if any(a):
+            ax.bar(x + 0.2, a, 0.4, label="activation bits", color="tab:gray")
+        ax.set(ylabel="bits", title=f"{name} (orange: depthwise)", ylim=(0, 8.5))
+        ax.legend(fontsize=7, loc="upper right")
+        ax.grid(alpha=0.3, axis="y")
+    np.atleast_1d(axes)[-1].set_xlabel("layer")
+    fig.tight_layout()
+    fig.savefig(RESULTS / "haq_bits.png", dpi=110)
+
+
+if __name__ == "__main__":
+    main()
