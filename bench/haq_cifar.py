@@ -126,6 +126,8 @@ def main() -> None:
         for w, a in maximal_uniform(cost, layers, budget):
             add_row(budget_name, f"w{w}a{a}", QuantPolicy.uniform(names, w, a), cost, budget)
 
+        _partial(args, rows)
+
     # model size with k-means (Deep Compression): weights only
     for avg in (2, 3):
         budget_name = f"size-{avg}bit"
@@ -137,6 +139,7 @@ def main() -> None:
         haq = run_haq(budget_name, config, cost, decision_units(layers, "weights"))
         add_row(budget_name, "haq", haq.pop("policy_obj"), cost, budget, haq)
         add_row(budget_name, f"kmeans-{avg}bit", uniform, cost, budget)
+        _partial(args, rows)
 
     # cpu-ort: which operators run int8
     cpu = CostModel(get_target("cpu-ort"), progress=False)
@@ -183,6 +186,11 @@ def main() -> None:
                 "cpu_ort": "int8 via ONNX Runtime static QDQ quantization of the chosen operators (per-tensor "
                            "weights, min/max activations on 4 x 64 training images); 1 thread, batch 1"}
     print(write_result(__file__, protocol, summary, rows))
+
+
+def _partial(args: argparse.Namespace, rows: list[dict]) -> None:
+    """The rows so far, in case the run is cut short (the final file replaces it)."""
+    write_result(__file__, {**vars(args), "partial": True}, {"rows": rows, "partial": True}, rows)
 
 
 def _bits_by_kind(policy: QuantPolicy, layers) -> dict:  # noqa: ANN001
