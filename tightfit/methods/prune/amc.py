@@ -30,8 +30,8 @@ from torch import nn
 from tightfit.errors import TightfitError
 from tightfit.methods.prune.groups import PrunableNetwork, PruningUnits, keep_channels
 from tightfit.methods.prune.surgery import prune_channels, reconstruct
-from tightfit.methods.rl.ddpg import DDPGAgent, DDPGConfig, EpisodeRecord, run_search
-from tightfit.train.checkpoint import load_checkpoint, save_checkpoint
+from tightfit.methods.rl.checkpointed import checkpointed_search
+from tightfit.methods.rl.ddpg import DDPGAgent, DDPGConfig
 
 PROTOCOLS = ("err", "flops", "params")  # the reward: R_err (with a budget), R_FLOPs, R_Param
 
@@ -166,41 +166,13 @@ def search(net: PruningUnits, config: AMCConfig, evaluate: Evaluate, checkpoint:
            progress: bool = True, log: Callable[[str], None] | None = None,
            latency: Callable[[list[int]], float] | None = None) -> AMCResult:
     """Run `config.episodes` episodes of DDPG on the pruning environment; resumable from `checkpoint`."""
-    from tqdm import tqdm
-
     env = PruningEnv(net, config, evaluate, latency)
     groups = len(net.groups)
     agent = DDPGAgent(11, 1, replace(config.ddpg, seed=config.seed, buffer_size=100 * groups))
-    history: list[dict] = []
-    best: dict | None = None
-    state = load_checkpoint(checkpoint) if checkpoint else None
-    if state is not None:
-        if state["config"] != config.to_json():
-            raise TightfitError(f"AMC checkpoint {checkpoint} was written with other settings; rerun with the same "
-                                "options or delete it to start over")
-        agent.load_state_dict(state["agent"])
-        history, best = state["history"], state["best"]
-    bar = tqdm(total=config.episodes, initial=agent.episodes, desc="AMC episodes", unit="ep",
-               disable=None if progress else True)
-
-    def on_episode(record: EpisodeRecord, _: EpisodeRecord) -> None:
-        nonlocal best
-        info = record.info
-        history.append({"episode": record.episode + 1, "reward": record.reward, "accuracy": info["accuracy"],
-                        "flops_ratio": info["flops_ratio"], "params_ratio": info["params_ratio"]})
-        if best is None or record.reward > best["reward"]:
-            best = {**info, "reward": record.reward, "episode": record.episode + 1}
-            if log:
-                log(f"AMC episode {record.episode + 1}: reward {record.reward:.4f}, val acc {info['accuracy']:.4f} "
-                    f"at {info['flops_ratio']:.1%} FLOPs")
-        if checkpoint is not None:
-            save_checkpoint(checkpoint, {"config": config.to_json(), "agent": agent.state_dict(),
-                                         "history": history, "best": best})
-        bar.update(1)
-
-    run_search(env, agent, config.episodes - agent.episodes, on_episode)
-    bar.close()
-    assert best is not None, "at least one episode ran"
+    best, history = checkpointed_search(
+        env, agent, config.episodes, "AMC", config.to_json(),
+        lambda r: {k: r.info[k] for k in ("accuracy", "flops_ratio", "params_ratio")},
+        lambda r: f"val acc {r.info['accuracy']:.4f} at {r.info['flops_ratio']:.1%} FLOPs", checkpoint, progress, log)
     return AMCResult(best, history)
 
 

@@ -26,8 +26,8 @@ import numpy as np
 from tightfit.errors import TightfitError
 from tightfit.hardware.layers import LayerOp
 from tightfit.methods.quantize.policy import FP, LayerBits, QuantPolicy
-from tightfit.methods.rl.ddpg import DDPGAgent, DDPGConfig, EpisodeRecord, run_search
-from tightfit.train.checkpoint import load_checkpoint, save_checkpoint
+from tightfit.methods.rl.checkpointed import checkpointed_search
+from tightfit.methods.rl.ddpg import DDPGAgent, DDPGConfig
 
 MODES = ("mixed", "weights", "int8")
 STATE = 10
@@ -206,38 +206,11 @@ def search(units: list[Unit], config: HAQConfig, cost: Cost, evaluate: Evaluate,
            checkpoint: Path | None = None, progress: bool = True,
            log: Callable[[str], None] | None = None) -> HAQResult:
     """`config.episodes` episodes of DDPG on the quantization environment; resumable from `checkpoint`."""
-    from tqdm import tqdm
-
     env = QuantizationEnv(units, config, cost, evaluate, original_acc)
     agent = DDPGAgent(STATE, 1, replace(config.ddpg, seed=config.seed, buffer_size=100 * len(units)))
-    history: list[dict] = []
-    best: dict | None = None
-    state = load_checkpoint(checkpoint) if checkpoint else None
-    if state is not None:
-        if state["config"] != config.to_json():
-            raise TightfitError(f"HAQ checkpoint {checkpoint} was written with other settings; rerun with the same "
-                                "options or delete it to start over")
-        agent.load_state_dict(state["agent"])
-        history, best = state["history"], state["best"]
-    bar = tqdm(total=config.episodes, initial=agent.episodes, desc="HAQ episodes", unit="ep",
-               disable=None if progress else True)
-
-    def on_episode(record: EpisodeRecord, _: EpisodeRecord) -> None:
-        nonlocal best
-        info = record.info
-        history.append({"episode": record.episode + 1, "reward": record.reward, "accuracy": info["accuracy"],
-                        "cost": info["cost"], "lowered": info["lowered"]})
-        if best is None or record.reward > best["reward"]:
-            best = {**info, "reward": record.reward, "episode": record.episode + 1}
-            if log:
-                log(f"HAQ episode {record.episode + 1}: reward {record.reward:.4f}, accuracy {info['accuracy']:.4f}, "
-                    f"cost {info['cost']:.4g} (budget {config.budget:.4g})")
-        if checkpoint is not None:
-            save_checkpoint(checkpoint, {"config": config.to_json(), "agent": agent.state_dict(),
-                                         "history": history, "best": best})
-        bar.update(1)
-
-    run_search(env, agent, config.episodes - agent.episodes, on_episode)
-    bar.close()
-    assert best is not None, "at least one episode ran"
+    best, history = checkpointed_search(
+        env, agent, config.episodes, "HAQ", config.to_json(),
+        lambda r: {k: r.info[k] for k in ("accuracy", "cost", "lowered")},
+        lambda r: f"accuracy {r.info['accuracy']:.4f}, cost {r.info['cost']:.4g} (budget {config.budget:.4g})",
+        checkpoint, progress, log)
     return HAQResult(best, history)
