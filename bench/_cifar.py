@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import sys
 from dataclasses import dataclass
@@ -11,6 +13,7 @@ import torch
 from torch import nn
 
 from tightfit.data import Augment, BatchLoader, Normalize, TensorSet, load_dataset, stratified_split
+from tightfit.export.weights import load_weights, save_weights
 from tightfit.hardware.latency import interleaved_latency
 from tightfit.hardware.runtime_torch import keep_torch_threads
 from tightfit.hardware.targets import Target
@@ -58,6 +61,23 @@ def train_and_test(model: nn.Module, data: Cifar, config: TrainConfig, log: bool
             "test_acc": evaluate(model, data.loader("test", 500))[1],
             "train_seconds": sum(e.seconds for e in history.epochs),
             "final_train_loss": history.epochs[-1].train_loss}
+
+
+def trained_reference(model: nn.Module, key: dict, data: Cifar, config: TrainConfig) -> dict:
+    """`train_and_test`, cached: benches that share a reference network (same model, subset and recipe, all in
+    `key`) train it once. The cache lives beside the unpacked data; delete it to retrain."""
+    digest = hashlib.sha256(json.dumps({**key, "train": config.to_json()}, sort_keys=True).encode()).hexdigest()[:16]
+    folder = CIFAR.parent / "bench-models"
+    weights, scores = folder / f"{digest}.safetensors", folder / f"{digest}.json"
+    if weights.is_file() and scores.is_file():
+        load_weights(model, weights)
+        print(f"reference loaded from {weights} (delete it to retrain)")
+        return {**json.loads(scores.read_text()), "cached": True}
+    result = train_and_test(model, data, config)
+    weights.parent.mkdir(parents=True, exist_ok=True)
+    save_weights(model, weights)
+    scores.write_text(json.dumps(result))
+    return result
 
 
 def measure_ms(target: Target, models: list[nn.Module], shape: tuple[int, int, int] = (3, 32, 32)) -> list[float]:

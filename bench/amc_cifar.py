@@ -18,7 +18,7 @@ import argparse
 import time
 
 import torch
-from _cifar import load_cifar, measure_ms, train_and_test
+from _cifar import load_cifar, measure_ms, train_and_test, trained_reference
 from _common import RESULTS, write_result
 
 from tightfit.hardware import get_target
@@ -73,8 +73,10 @@ def main() -> None:
                        ("mobilenetv2", ModelSpec("mobilenetv2", 32, 3, 10, args.mbv2_width))):
         torch.manual_seed(args.seed)
         base = build_model(spec)
-        trained = train_and_test(base, data, TrainConfig(epochs=args.train_epochs, batch_size=128, lr=0.1,
-                                                         warmup_epochs=1.0, seed=args.seed))
+        key = {"model": spec.to_json(), "train_images": args.train_images, "val_images": args.val_images,
+               "seed": args.seed}
+        trained = trained_reference(base, key, data, TrainConfig(epochs=args.train_epochs, batch_size=128, lr=0.1,
+                                                                 warmup_epochs=1.0, seed=args.seed))
         print(name, "trained", trained)
         net = PrunableNetwork(base.eval(), SHAPE)
         reward_of = accuracy_of(net, lambda m: evaluate(m, val)[1])

@@ -20,7 +20,7 @@ import time
 
 import numpy as np
 import torch
-from _cifar import load_cifar, train_and_test
+from _cifar import load_cifar, trained_reference
 from _common import RESULTS, write_result
 
 from tightfit.hardware import CostModel, get_target
@@ -48,9 +48,9 @@ def maximal_uniform(cost, layers, budget: float) -> list[tuple[int, int]]:  # no
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--train-images", type=int, default=5000)
+    p.add_argument("--train-images", type=int, default=10000)
     p.add_argument("--val-images", type=int, default=1000)
-    p.add_argument("--train-epochs", type=int, default=8)
+    p.add_argument("--train-epochs", type=int, default=10)
     p.add_argument("--width", type=float, default=0.5)
     p.add_argument("--episodes", type=int, default=30)
     p.add_argument("--warmup-episodes", type=int, default=10)
@@ -66,8 +66,8 @@ def main() -> None:
     spec = ModelSpec("mobilenetv2", 32, 3, 10, args.width)
     torch.manual_seed(args.seed)
     model = build_model(spec)
-    trained = train_and_test(model, data, TrainConfig(epochs=args.train_epochs, batch_size=128, lr=0.1,
-                                                      warmup_epochs=1.0, seed=args.seed))
+    trained = trained_reference(model, _reference_key(spec, args), data, TrainConfig(
+        epochs=args.train_epochs, batch_size=128, lr=0.1, warmup_epochs=1.0, seed=args.seed))
     model = model.eval()
     print("trained", trained)
     train = data.loader("train", 64, shuffle=True, seed=args.seed)
@@ -186,6 +186,12 @@ def main() -> None:
                 "cpu_ort": "int8 via ONNX Runtime static QDQ quantization of the chosen operators (per-tensor "
                            "weights, min/max activations on 4 x 64 training images); 1 thread, batch 1"}
     print(write_result(__file__, protocol, summary, rows))
+
+
+def _reference_key(spec: ModelSpec, args: argparse.Namespace) -> dict:
+    """What makes a trained reference reusable (amc_cifar.py trains the same MobileNetV2 by default)."""
+    return {"model": spec.to_json(), "train_images": args.train_images, "val_images": args.val_images,
+            "seed": args.seed}
 
 
 def _partial(args: argparse.Namespace, rows: list[dict]) -> None:
