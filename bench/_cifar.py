@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from _common import timing_lock
 from torch import nn
 
 from tightfit.data import Augment, BatchLoader, Normalize, TensorSet, load_dataset, stratified_split
@@ -84,5 +85,5 @@ def measure_ms(target: Target, models: list[nn.Module], shape: tuple[int, int, i
     """End-to-end latency of each model on a measured target, all timed together with the table's estimator."""
     runtime = target.runtime()
     fns = [runtime.prepare(m.cpu().eval(), shape) for m in models]
-    with keep_torch_threads():
+    with keep_torch_threads(), timing_lock():
         return interleaved_latency(fns)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import platform
@@ -28,3 +30,15 @@ def write_result(script: str, protocol: dict, summary: dict, rows: list[dict]) -
                "summary": summary, "rows": rows}
     path.write_text(json.dumps(payload, indent=2) + "\n")
     return path
+
+
+@contextlib.contextmanager
+def timing_lock():  # noqa: ANN201
+    """Held while a bench times networks, so that two benches sharing the machine never time at once (the
+    other one's training still runs beside it; the protocol says so)."""
+    with open(Path(os.environ.get("TMPDIR", "/tmp")) / "tightfit-bench-timing.lock", "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)

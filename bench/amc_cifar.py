@@ -61,6 +61,8 @@ def main() -> None:
     p.add_argument("--warmup-episodes", type=int, default=60)
     p.add_argument("--budget", type=float, default=0.5)
     p.add_argument("--mbv2-width", type=float, default=0.5)
+    p.add_argument("--reconstruct-images", type=int, default=64,
+                   help="training images for the least-squares reconstruction of every pruned network (0: off)")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args()
     started = time.perf_counter()
@@ -79,7 +81,9 @@ def main() -> None:
                                                                  warmup_epochs=1.0, seed=args.seed))
         print(name, "trained", trained)
         net = PrunableNetwork(base.eval(), SHAPE)
-        reward_of = accuracy_of(net, lambda m: evaluate(m, val)[1])
+        first = data.loader("train", max(1, args.reconstruct_images), shuffle=True, seed=args.seed + 1)
+        recon = next(iter(first))[0] if args.reconstruct_images else None
+        reward_of = accuracy_of(net, lambda m: evaluate(m, val)[1], recon)
         config = AMCConfig(budget=args.budget, episodes=args.episodes, max_remove=MAX_REMOVE, multiple=MULTIPLE,
                            seed=args.seed, ddpg=DDPGConfig(warmup_episodes=args.warmup_episodes, sigma_decay=0.95))
         amc = search(net, config, reward_of, log=print)
@@ -124,14 +128,17 @@ def main() -> None:
                                       "test_acc_drop_points": 100 * (ag["original_test_acc"] - ag["test_acc"]),
                                       "within_half_point": ag["original_test_acc"] - ag["test_acc"] <= 0.005}
     summary["bench_minutes"] = (time.perf_counter() - started) / 60
-    _plot(curves, args.warmup_episodes)
     protocol = {**vars(args), "data": "CIFAR-10 JPEG copy (../shared/data), seeded stratified subsets; test: all "
                 "10,000", "models": protocol_models, "finetune": finetune.to_json(),
-                "reward": "validation accuracy of the pruned network without fine-tuning (val subset)",
+                "reward": "validation accuracy of the pruned network without fine-tuning (val subset), after the "
+                          "least-squares reconstruction of the released AMC code (10 points per image) on "
+                          "reconstruct_images training images, when that is > 0; every policy's network is built "
+                          "the same way before its fine-tuning",
                 "latency": "cpu-ort, batch 1, 1 thread, end to end, median over 30 passes spread over 30 s",
                 "hand_policies": "removal r_t = s * w_t, w uniform / (t+1)/n (deep) / (n-t)/n (shallow), s bisected "
                                  "to the budget; max removal 0.8, channels rounded to 8 as for AMC"}
     print(write_result(__file__, protocol, summary, rows))
+    _plot(curves, args.warmup_episodes)
 
 
 def _plot(curves: dict[str, list[float]], warmup: int) -> None:

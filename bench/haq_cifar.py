@@ -21,7 +21,7 @@ import time
 import numpy as np
 import torch
 from _cifar import load_cifar, trained_reference
-from _common import RESULTS, write_result
+from _common import RESULTS, timing_lock, write_result
 
 from tightfit.hardware import CostModel, get_target
 from tightfit.hardware.latency import interleaved_latency
@@ -223,7 +223,7 @@ def _measure_cpu(models: dict, cost: OrtCost, data) -> dict:  # noqa: ANN001
         blob = mixed_int8_onnx(q, precisions, SHAPE, calibration)
         sessions[name] = (ort.InferenceSession(blob, providers=["CPUExecutionProvider"]), precisions)
         fns.append(runtime.prepare_onnx(blob, SHAPE))
-    with keep_torch_threads():
+    with keep_torch_threads(), timing_lock():
         ms = interleaved_latency(fns)
     out = {}
     for (name, (session, precisions)), t in zip(sessions.items(), ms, strict=True):
