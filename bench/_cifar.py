@@ -32,8 +32,11 @@ class Cifar:
     augment: Augment
 
     def loader(self, split: str, batch_size: int, shuffle: bool = False, seed: int = 0) -> BatchLoader:
-        data = getattr(self, split)
         augment = self.augment if split == "train" else None
+        return self.loader_of(getattr(self, split), batch_size, shuffle, seed, augment)
+
+    def loader_of(self, data: TensorSet, batch_size: int, shuffle: bool = False, seed: int = 0,
+                  augment: Augment | None = None) -> BatchLoader:
         return BatchLoader(data, batch_size, self.normalize, augment=augment, shuffle=shuffle, seed=seed,
                            channels_last=True)
 

@@ -54,6 +54,7 @@ def main() -> None:
     p.add_argument("--width", type=float, default=0.5)
     p.add_argument("--episodes", type=int, default=30)
     p.add_argument("--warmup-episodes", type=int, default=10)
+    p.add_argument("--reward-images", type=int, default=500, help="validation images behind each episode's reward")
     p.add_argument("--reward-steps", type=int, default=5, help="fine-tuning steps before each episode's reward")
     p.add_argument("--finetune-steps", type=int, default=150, help="fine-tuning steps of every final policy")
     p.add_argument("--finetune-lr", type=float, default=0.005)
@@ -74,8 +75,10 @@ def main() -> None:
     val, test = data.loader("val", 250), data.loader("test", 500)
     calibration = Calibration(model, [x for x, _ in list(train)[:4]], seed=args.seed)
     accuracy = lambda m: evaluate(m, val)[1]  # noqa: E731
-    original = accuracy(model)
-    reward_of = quantized_accuracy(model, calibration, train, args.reward_steps, args.finetune_lr, accuracy)
+    reward_val = data.loader_of(data.val.subset(list(range(min(args.reward_images, len(data.val))))), 250)
+    reward_accuracy = lambda m: evaluate(m, reward_val)[1]  # noqa: E731
+    original = reward_accuracy(model)
+    reward_of = quantized_accuracy(model, calibration, train, args.reward_steps, args.finetune_lr, reward_accuracy)
     layers = extract_layers(model, SHAPE)
     names = [op.name for op in layers]
 
@@ -161,7 +164,8 @@ def main() -> None:
 
     summary = {"rows": [{k: r[k] for k in ("budget", "policy", "meets_budget", "test_acc", "cost", "budget_value",
                                            "unit")} for r in rows],
-               "original_test_acc": trained["test_acc"], "original_val_acc": original,
+               "original_test_acc": trained["test_acc"], "original_val_acc": trained["val_acc"],
+               "original_reward_val_acc": original,
                "reward_curves": curves, "bits_by_kind": {b: _bits_by_kind(policies[b], layers) for b in policies}}
     verdicts = {}
     for budget_name in dict.fromkeys(r["budget"] for r in rows):
@@ -178,7 +182,8 @@ def main() -> None:
     _plot_bits(policies, layers)
     protocol = {**vars(args), "model": spec.to_json(), "trained": trained,
                 "data": "CIFAR-10 JPEG copy (../shared/data), seeded stratified subsets; test: all 10,000",
-                "reward": "0.1 x (val acc after reward_steps STE steps - original val acc), val subset",
+                "reward": "0.1 x (val acc after reward_steps STE steps - original val acc), first reward_images "
+                          "of the val subset",
                 "final": "every policy: finetune_steps SGD steps (batch 64, momentum 0.9, constant lr) with the "
                          "straight-through estimator, then test accuracy of the PyTorch fake-quantized network",
                 "budgets": "bitfusion: cost of uniform w4a4; size: bytes of uniform k-means at 2/3 bits (codes + "

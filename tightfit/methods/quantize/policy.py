@@ -3,8 +3,7 @@
 `quantize_model(model, policy, calibration)` returns a copy in which every named conv or linear layer is a
 `QuantLayer`: its input activations quantized to a_bits (clipping calibrated on training batches) and its
 weights to w_bits, linearly (KL-chosen clipping) or by k-means. 32 bits means "left in floating point".
-8-bit layers use PyTorch's own fused fake-quantize op; `deploy.py` builds the int8 ONNX model that ONNX
-Runtime runs.
+`deploy.py` builds the int8 ONNX model that ONNX Runtime runs.
 """
 
 from __future__ import annotations
@@ -18,7 +17,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from tightfit.errors import TightfitError
-from tightfit.methods.quantize.quantizers import fake_quantize, kl_clip, kmeans, levels
+from tightfit.methods.quantize.quantizers import fake_quantize, kl_clip, kmeans
 
 FP = 32  # "not quantized"
 METHODS = ("linear", "kmeans")
@@ -57,14 +56,6 @@ class QuantPolicy:
     @classmethod
     def uniform(cls, names: Iterable[str], w_bits: int, a_bits: int, method: str = "linear") -> QuantPolicy:
         return cls({n: LayerBits(w_bits, a_bits) for n in names}, method)
-
-
-def _fake_quantize(x: torch.Tensor, bits: int, clip: torch.Tensor, signed: bool) -> torch.Tensor:
-    if bits == 8:  # PyTorch's fused op; the same grid as below, symmetric (-127..127) like the packed codes
-        n = levels(8, signed)
-        scale = float(clip.clamp_min(1e-12)) / n
-        return torch.fake_quantize_per_tensor_affine(x, scale, 0, -n if signed else 0, n)
-    return fake_quantize(x, bits, clip, signed)
 
 
 class Calibration:
@@ -146,11 +137,11 @@ class QuantLayer(nn.Module):
             return self.layer.weight
         if self.centroids is not None:
             return self.centroids[self.labels]  # d/d centroid_j = sum of the gradients of its weights
-        return _fake_quantize(self.layer.weight, self.bits.w_bits, self.w_clip, True)
+        return fake_quantize(self.layer.weight, self.bits.w_bits, self.w_clip, True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.bits.a_bits < FP:
-            x = _fake_quantize(x, self.bits.a_bits, self.a_clip, self.a_signed)
+            x = fake_quantize(x, self.bits.a_bits, self.a_clip, self.a_signed)
         if isinstance(self.layer, nn.Linear):
             return F.linear(x, self.weight(), self.layer.bias)
         return self.layer._conv_forward(x, self.weight(), self.layer.bias)
