@@ -58,12 +58,12 @@ def main() -> None:
     p.add_argument("--reward-steps", type=int, default=5, help="fine-tuning steps before each episode's reward")
     p.add_argument("--finetune-steps", type=int, default=150, help="fine-tuning steps of every final policy")
     p.add_argument("--finetune-lr", type=float, default=0.005)
-    p.add_argument("--test-images", type=int, default=10000, help="the first N of the test set (smoke runs)")
+    p.add_argument("--test-images", type=int, default=10000, help="a seeded random N of the test set (smoke runs)")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args()
     started = time.perf_counter()
     data = load_cifar(args.train_images, args.val_images, args.seed)
-    data.test = data.test.subset(list(range(min(args.test_images, len(data.test)))))
+    data.test = data.test.subset(_sample(len(data.test), args.test_images, args.seed))
     spec = ModelSpec("mobilenetv2", 32, 3, 10, args.width)
     torch.manual_seed(args.seed)
     model = build_model(spec)
@@ -75,7 +75,7 @@ def main() -> None:
     val, test = data.loader("val", 250), data.loader("test", 500)
     calibration = Calibration(model, [x for x, _ in list(train)[:4]], seed=args.seed)
     accuracy = lambda m: evaluate(m, val)[1]  # noqa: E731
-    reward_val = data.loader_of(data.val.subset(list(range(min(args.reward_images, len(data.val))))), 250)
+    reward_val = data.loader_of(data.val.subset(_sample(len(data.val), args.reward_images, args.seed)), 250)
     reward_accuracy = lambda m: evaluate(m, reward_val)[1]  # noqa: E731
     original = reward_accuracy(model)
     reward_of = quantized_accuracy(model, calibration, train, args.reward_steps, args.finetune_lr, reward_accuracy)
@@ -182,8 +182,8 @@ def main() -> None:
     _plot_bits(policies, layers)
     protocol = {**vars(args), "model": spec.to_json(), "trained": trained,
                 "data": "CIFAR-10 JPEG copy (../shared/data), seeded stratified subsets; test: all 10,000",
-                "reward": "0.1 x (val acc after reward_steps STE steps - original val acc), first reward_images "
-                          "of the val subset",
+                "reward": "0.1 x (val acc after reward_steps STE steps - original val acc), a seeded random "
+                          "reward_images of the val subset",
                 "final": "every policy: finetune_steps SGD steps (batch 64, momentum 0.9, constant lr) with the "
                          "straight-through estimator, then test accuracy of the PyTorch fake-quantized network",
                 "budgets": "bitfusion: cost of uniform w4a4; size: bytes of uniform k-means at 2/3 bits (codes + "
@@ -191,6 +191,14 @@ def main() -> None:
                 "cpu_ort": "int8 via ONNX Runtime static QDQ quantization of the chosen operators (per-tensor "
                            "weights, min/max activations on 4 x 64 training images); 1 thread, batch 1"}
     print(write_result(__file__, protocol, summary, rows))
+
+
+def _sample(total: int, n: int, seed: int) -> list[int]:
+    """A seeded random n of range(total), in order: the image folders are sorted by class, so a prefix is not
+    a sample."""
+    if n >= total:
+        return list(range(total))
+    return sorted(torch.randperm(total, generator=torch.Generator().manual_seed(seed))[:n].tolist())
 
 
 def _reference_key(spec: ModelSpec, args: argparse.Namespace) -> dict:

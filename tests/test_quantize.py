@@ -73,6 +73,14 @@ def test_kl_clipping_quantizes_a_gaussian_better_than_max_clipping(bits):
     assert torch.mean((kl - w) ** 2) < 0.8 * torch.mean((top - w) ** 2)
 
 
+@pytest.mark.parametrize("bits", [2, 3, 4])
+def test_kl_clipping_of_a_relu_output_is_not_misled_by_its_spike_of_zeros(bits):
+    a = torch.randn(100_000, generator=torch.Generator().manual_seed(0)).clamp_min(0)  # half exact zeros
+    kl = linear_quantize(a, bits, kl_clip(a, bits, signed=False), signed=False)
+    top = linear_quantize(a, bits, a.max(), signed=False)
+    assert torch.mean((kl - a) ** 2) < 0.8 * torch.mean((top - a) ** 2)
+
+
 def test_linear_quantization_uses_the_published_grids():
     x = torch.linspace(-2, 2, 101)
     q = linear_quantize(x, 3, 1.0, signed=True)  # s = 1 / 3, levels -3..3

@@ -73,6 +73,11 @@ def kl_clip(x: torch.Tensor, bits: int, signed: bool) -> float:
     """
     values = x.detach().flatten().float()
     magnitudes = values.abs() if signed else values.clamp_min(0)
+    # exact zeros (half of a ReLU's outputs) are exact at every c, so they cannot inform the choice; left in,
+    # Q smears their spike over level 0's bins and that artefact, not the tail, decides c
+    magnitudes = magnitudes[magnitudes > 0]
+    if magnitudes.numel() == 0:
+        return 1e-12
     top = float(magnitudes.max())
     if top == 0 or bits >= KL_BELOW_BITS:
         return max(top, 1e-12)
