@@ -182,7 +182,7 @@ def main() -> None:
     _plot_bits(policies, layers)
     protocol = {**vars(args), "model": spec.to_json(), "trained": trained,
                 "data": "CIFAR-10 JPEG copy (../shared/data), seeded stratified subsets; test: all 10,000",
-                "reward": "0.1 x (val acc after reward_steps STE steps - original val acc), a seeded random "
+                "reward": "0.1 x (val top-1 in % after reward_steps STE steps - original), a seeded random "
                           "reward_images of the val subset",
                 "final": "every policy: finetune_steps SGD steps (batch 64, momentum 0.9, constant lr) with the "
                          "straight-through estimator, then test accuracy of the PyTorch fake-quantized network",

@@ -8,8 +8,8 @@ An episode walks the layers; each step decides one quantity (SPEC section 3):
 The 10-number state is (k, c_in, c_out, kernel, stride, feature size, params, depthwise, weight/activation,
 previous action); the action a in [0, 1] maps to b = round(b_min - 0.5 + a (b_max - b_min + 1)). At the
 end of the episode the policy is lowered, one bit at a time from the last layer backwards (activations,
-then weights), until it meets the budget; the reward is lambda (acc_quant - acc_original) after a short
-fine-tune of the quantized network.
+then weights), until it meets the budget; the reward is lambda (acc_quant - acc_original), top-1 in
+percent, after a short fine-tune of the quantized network.
 """
 
 from __future__ import annotations
@@ -163,7 +163,9 @@ class QuantizationEnv(gym.Env):
         self.bits = lower_to_budget(self.bits, self.units, self.cost, self.config)
         policy = QuantPolicy(dict(self.bits), self.config.method)
         accuracy = self.evaluate(policy)
-        reward = self.config.reward_lambda * (accuracy - self.original_acc)
+        # accuracies in percent, as in the paper's tables and the released code: lambda = 0.1 assumes that scale,
+        # and in fractions the rewards' differences fall below the critic's Adam step size
+        reward = self.config.reward_lambda * 100.0 * (accuracy - self.original_acc)
         info = {"policy": policy.to_json(), "accuracy": accuracy, "cost": self.cost(self.bits),
                 "proposed_cost": self.cost(proposed), "lowered": proposed != self.bits}
         return np.zeros(STATE, dtype=np.float32), reward, True, False, info
