@@ -37,6 +37,7 @@ from tightfit.models import ModelSpec, build_model
 from tightfit.train import TrainConfig, evaluate
 
 SHAPE = (3, 32, 32)
+BUDGETS = ("bitfusion-latency", "bitfusion-energy", "size-2bit", "size-3bit", "cpu-ort-latency")
 
 
 def maximal_uniform(cost, layers, budget: float) -> list[tuple[int, int]]:  # noqa: ANN001
@@ -59,8 +60,16 @@ def main() -> None:
     p.add_argument("--finetune-steps", type=int, default=150, help="fine-tuning steps of every final policy")
     p.add_argument("--finetune-lr", type=float, default=0.005)
     p.add_argument("--test-images", type=int, default=10000, help="a seeded random N of the test set (smoke runs)")
+    p.add_argument("--size-bmin", type=int, default=1,
+                   help="fewest weight bits under a size budget: at 2, a budget of uniform 2 bits admits only that")
+    p.add_argument("--budgets", default=",".join(BUDGETS), help="a comma list of " + ", ".join(BUDGETS))
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args()
+    chosen = args.budgets.split(",")
+    if set(chosen) - set(BUDGETS):
+        p.error(f"--budgets {args.budgets}: use some of {', '.join(BUDGETS)}")
+    # a subset writes beside the full result, not over it
+    out = "haq_cifar" if set(chosen) == set(BUDGETS) else "haq_cifar-" + "+".join(chosen)
     started = time.perf_counter()
     data = load_cifar(args.train_images, args.val_images, args.seed)
     data.test = data.test.subset(_sample(len(data.test), args.test_images, args.seed))
@@ -121,6 +130,8 @@ def main() -> None:
     target = get_target("bitfusion")
     for metric in ("latency", "energy"):
         budget_name = f"bitfusion-{metric}"
+        if budget_name not in chosen:
+            continue
         cost = AcceleratorCost(model, SHAPE, target, metric)
         budget = cost({n: LayerBits(4, 4) for n in names})
         config = HAQConfig(budget=budget, mode="mixed", episodes=args.episodes, seed=args.seed, ddpg=ddpg)
@@ -129,38 +140,40 @@ def main() -> None:
         for w, a in maximal_uniform(cost, layers, budget):
             add_row(budget_name, f"w{w}a{a}", QuantPolicy.uniform(names, w, a), cost, budget)
 
-        _partial(args, rows)
+        _partial(out, args, rows)
 
     # model size with k-means (Deep Compression): weights only
     for avg in (2, 3):
         budget_name = f"size-{avg}bit"
+        if budget_name not in chosen:
+            continue
         cost = SizeCost(model, SHAPE, "kmeans")
         uniform = QuantPolicy({n: LayerBits(avg, 32) for n in names}, "kmeans")
         budget = cost(uniform.bits)
-        config = HAQConfig(budget=budget, mode="weights", method="kmeans", episodes=args.episodes, seed=args.seed,
-                           ddpg=ddpg)
+        config = HAQConfig(budget=budget, mode="weights", method="kmeans", b_min=args.size_bmin,
+                           episodes=args.episodes, seed=args.seed, ddpg=ddpg)
         haq = run_haq(budget_name, config, cost, decision_units(layers, "weights"))
         add_row(budget_name, "haq", haq.pop("policy_obj"), cost, budget, haq)
         add_row(budget_name, f"kmeans-{avg}bit", uniform, cost, budget)
-        _partial(args, rows)
+        _partial(out, args, rows)
 
-    # cpu-ort: which operators run int8
-    cpu = CostModel(get_target("cpu-ort"), progress=False)
-    cost = OrtCost(model, cpu)
-    groups = operator_layers(model)
-    all_int8 = QuantPolicy({n: LayerBits(8, 8) for g in groups for n in g})
-    all_fp32 = QuantPolicy({n: LayerBits() for n in names})
-    lo, hi = cost(all_int8.bits), cost(all_fp32.bits)
-    budget = lo + 0.5 * (hi - lo)
-    config = HAQConfig(budget=budget, mode="int8", episodes=args.episodes, seed=args.seed, ddpg=ddpg)
-    haq = run_haq("cpu-ort-latency", config, cost, decision_units(layers, "int8", groups))
-    add_row("cpu-ort-latency", "haq", haq.pop("policy_obj"), cost, budget, haq)
-    add_row("cpu-ort-latency", "int8", all_int8, cost, budget)
-    add_row("cpu-ort-latency", "fp32", all_fp32, cost, budget)
-    measured = _measure_cpu(models_cpu, cost, data)
-    for row in rows:
-        if row["budget"] == "cpu-ort-latency":
-            row.update(measured[row["policy"]])
+    if "cpu-ort-latency" in chosen:  # which operators run int8, half way between all-int8 and all-fp32
+        cpu = CostModel(get_target("cpu-ort"), progress=False)
+        cost = OrtCost(model, cpu)
+        groups = operator_layers(model)
+        all_int8 = QuantPolicy({n: LayerBits(8, 8) for g in groups for n in g})
+        all_fp32 = QuantPolicy({n: LayerBits() for n in names})
+        lo, hi = cost(all_int8.bits), cost(all_fp32.bits)
+        budget = lo + 0.5 * (hi - lo)
+        config = HAQConfig(budget=budget, mode="int8", episodes=args.episodes, seed=args.seed, ddpg=ddpg)
+        haq = run_haq("cpu-ort-latency", config, cost, decision_units(layers, "int8", groups))
+        add_row("cpu-ort-latency", "haq", haq.pop("policy_obj"), cost, budget, haq)
+        add_row("cpu-ort-latency", "int8", all_int8, cost, budget)
+        add_row("cpu-ort-latency", "fp32", all_fp32, cost, budget)
+        measured = _measure_cpu(models_cpu, cost, data)
+        for row in rows:
+            if row["budget"] == "cpu-ort-latency":
+                row.update(measured[row["policy"]])
 
     summary = {"rows": [{k: r[k] for k in ("budget", "policy", "meets_budget", "test_acc", "cost", "budget_value",
                                            "unit")} for r in rows],
@@ -179,7 +192,7 @@ def main() -> None:
     summary["verdicts"] = verdicts
     summary["goal_met"] = all(v["haq_at_least_as_accurate"] for v in verdicts.values())
     summary["bench_minutes"] = (time.perf_counter() - started) / 60
-    _plot_bits(policies, layers)
+    _plot_bits(policies, layers, out)
     protocol = {**vars(args), "model": spec.to_json(), "trained": trained,
                 "data": "CIFAR-10 JPEG copy (../shared/data), seeded stratified subsets; test: all 10,000",
                 "reward": "0.1 x (val top-1 in % after reward_steps STE steps - original), a seeded random "
@@ -190,7 +203,7 @@ def main() -> None:
                            "fp32 codebooks); cpu-ort: lookup-table all-int8 + half the gap to all-fp32",
                 "cpu_ort": "int8 via ONNX Runtime static QDQ quantization of the chosen operators (per-tensor "
                            "weights, min/max activations on 4 x 64 training images); 1 thread, batch 1"}
-    print(write_result(__file__, protocol, summary, rows))
+    print(write_result(out, protocol, summary, rows))
 
 
 def _sample(total: int, n: int, seed: int) -> list[int]:
@@ -207,9 +220,9 @@ def _reference_key(spec: ModelSpec, args: argparse.Namespace) -> dict:
             "seed": args.seed}
 
 
-def _partial(args: argparse.Namespace, rows: list[dict]) -> None:
+def _partial(out: str, args: argparse.Namespace, rows: list[dict]) -> None:
     """The rows so far, in case the run is cut short (the final file replaces it)."""
-    write_result(__file__, {**vars(args), "partial": True}, {"rows": rows, "partial": True}, rows)
+    write_result(out, {**vars(args), "partial": True}, {"rows": rows, "partial": True}, rows)
 
 
 def _bits_by_kind(policy: QuantPolicy, layers) -> dict:  # noqa: ANN001
@@ -251,7 +264,7 @@ def _measure_cpu(models: dict, cost: OrtCost, data) -> dict:  # noqa: ANN001
     return out
 
 
-def _plot_bits(policies: dict[str, QuantPolicy], layers) -> None:  # noqa: ANN001
+def _plot_bits(policies: dict[str, QuantPolicy], layers, out: str) -> None:  # noqa: ANN001
     from tightfit.pipeline.figures import pyplot
 
     plt = pyplot()
@@ -271,7 +284,7 @@ def _plot_bits(policies: dict[str, QuantPolicy], layers) -> None:  # noqa: ANN00
         ax.grid(alpha=0.3, axis="y")
     np.atleast_1d(axes)[-1].set_xlabel("layer")
     fig.tight_layout()
-    fig.savefig(RESULTS / "haq_bits.png", dpi=110)
+    fig.savefig(RESULTS / f"{out.replace('haq_cifar', 'haq_bits')}.png", dpi=110)
 
 
 if __name__ == "__main__":
