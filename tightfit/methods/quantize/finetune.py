@@ -17,8 +17,7 @@ def finetune(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tenso
     estimator; k-means layers train their centroids). Batch norm trains as usual."""
     if steps <= 0:
         return model.eval()
-    params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
+    opt = torch.optim.SGD(_param_groups(model, lr, weight_decay), lr=lr, momentum=momentum)
     model.train()
     it = _cycle(batches)
     for _ in range(steps):
@@ -28,6 +27,21 @@ def finetune(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tenso
         loss.backward()
         opt.step()
     return model.eval()
+
+
+def _param_groups(model: nn.Module, lr: float, weight_decay: float) -> list[dict]:
+    """A k-means centroid's gradient is the sum over its weights (Deep Compression), thousands of them, so at
+    the weights' learning rate one step throws it far off; each layer's centroids step at lr divided by its
+    mean cluster size (their mean weight gradient), without weight decay."""
+    centroid_groups, taken = [], set()
+    for m in model.modules():
+        centroids = getattr(m, "centroids", None)
+        if isinstance(centroids, nn.Parameter) and centroids.requires_grad:
+            per_cluster = m.labels.numel() / centroids.numel()
+            centroid_groups.append({"params": [centroids], "lr": lr / per_cluster, "weight_decay": 0.0})
+            taken.add(id(centroids))
+    rest = [p for p in model.parameters() if p.requires_grad and id(p) not in taken]
+    return [{"params": rest, "weight_decay": weight_decay}, *centroid_groups]
 
 
 def _cycle(batches: Iterable) -> Iterator:
