@@ -18,6 +18,7 @@ from tightfit.export.weights import load_weights, save_weights
 from tightfit.hardware.latency import interleaved_latency
 from tightfit.hardware.runtime_torch import keep_torch_threads
 from tightfit.hardware.targets import Target
+from tightfit.models import ModelSpec, build_model
 from tightfit.train import TrainConfig, Trainer, evaluate
 
 CIFAR = Path(os.environ.get("TIGHTFIT_CIFAR", Path.home() / ".cache" / "tightfit" / "cifar10"))
@@ -67,26 +68,35 @@ def train_and_test(model: nn.Module, data: Cifar, config: TrainConfig, log: bool
             "final_train_loss": history.epochs[-1].train_loss}
 
 
-def trained_reference(model: nn.Module, key: dict, data: Cifar, config: TrainConfig) -> dict:
-    """`train_and_test`, cached: benches that share a reference network (same model, subset and recipe, all in
-    `key`) train it once. The cache lives beside the unpacked data; delete it to retrain."""
-    digest = hashlib.sha256(json.dumps({**key, "train": config.to_json()}, sort_keys=True).encode()).hexdigest()[:16]
+def trained_reference(spec: ModelSpec, data: Cifar, config: TrainConfig) -> tuple[nn.Module, dict]:
+    """The model of `spec` (seeded by config.seed) through `train_and_test`, cached: benches that share a
+    reference network (same model, subset sizes and recipe; the subset's seed is config.seed) train it once.
+    The cache lives beside the unpacked data; delete it to retrain."""
+    torch.manual_seed(config.seed)
+    model = build_model(spec)
+    key = {"model": spec.to_json(), "train_images": len(data.train), "val_images": len(data.val),
+           "train": config.to_json()}
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
     folder = CIFAR.parent / "bench-models"
     weights, scores = folder / f"{digest}.safetensors", folder / f"{digest}.json"
     if weights.is_file() and scores.is_file():
         load_weights(model, weights)
         print(f"reference loaded from {weights} (delete it to retrain)")
-        return {**json.loads(scores.read_text()), "cached": True}
+        return model, {**json.loads(scores.read_text()), "cached": True}
     result = train_and_test(model, data, config)
     weights.parent.mkdir(parents=True, exist_ok=True)
     save_weights(model, weights)
     scores.write_text(json.dumps(result))
-    return result
+    return model, result
 
 
 def measure_ms(target: Target, models: list[nn.Module], shape: tuple[int, int, int] = (3, 32, 32)) -> list[float]:
     """End-to-end latency of each model on a measured target, all timed together with the table's estimator."""
     runtime = target.runtime()
-    fns = [runtime.prepare(m.cpu().eval(), shape) for m in models]
+    return timed_together([runtime.prepare(m.cpu().eval(), shape) for m in models])
+
+
+def timed_together(fns: list) -> list[float]:
+    """Prepared runners timed interleaved with the table's estimator, never while another bench times."""
     with keep_torch_threads(), timing_lock():
         return interleaved_latency(fns)

@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import time
 
-import torch
 from _cifar import load_cifar, measure_ms, train_and_test, trained_reference
 from _common import RESULTS, write_result
 
@@ -26,7 +25,7 @@ from tightfit.methods.prune.amc import AMCConfig, accuracy_of, search
 from tightfit.methods.prune.groups import PrunableNetwork, keep_channels
 from tightfit.methods.rl.ddpg import DDPGConfig
 from tightfit.metrics import measure_complexity
-from tightfit.models import ModelSpec, build_model
+from tightfit.models import ModelSpec
 from tightfit.train import TrainConfig, evaluate
 
 SHAPE = (3, 32, 32)
@@ -73,12 +72,8 @@ def main() -> None:
     finetune = TrainConfig(epochs=args.finetune_epochs, batch_size=128, lr=0.01, warmup_epochs=0.0, seed=args.seed)
     for name, spec in (("resnet20", ModelSpec("resnet20", 32, 3, 10)),
                        ("mobilenetv2", ModelSpec("mobilenetv2", 32, 3, 10, args.mbv2_width))):
-        torch.manual_seed(args.seed)
-        base = build_model(spec)
-        key = {"model": spec.to_json(), "train_images": args.train_images, "val_images": args.val_images,
-               "seed": args.seed}
-        trained = trained_reference(base, key, data, TrainConfig(epochs=args.train_epochs, batch_size=128, lr=0.1,
-                                                                 warmup_epochs=1.0, seed=args.seed))
+        base, trained = trained_reference(spec, data, TrainConfig(epochs=args.train_epochs, batch_size=128, lr=0.1,
+                                                                  warmup_epochs=1.0, seed=args.seed))
         print(name, "trained", trained)
         net = PrunableNetwork(base.eval(), SHAPE)
         first = data.loader("train", max(1, args.reconstruct_images), shuffle=True, seed=args.seed + 1)

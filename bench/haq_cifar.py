@@ -20,20 +20,18 @@ import time
 
 import numpy as np
 import torch
-from _cifar import load_cifar, trained_reference
-from _common import RESULTS, timing_lock, write_result
+from _cifar import load_cifar, timed_together, trained_reference
+from _common import RESULTS, write_result
 
 from tightfit.hardware import CostModel, get_target
-from tightfit.hardware.latency import interleaved_latency
 from tightfit.hardware.layers import extract_layers
-from tightfit.hardware.runtime_torch import keep_torch_threads
 from tightfit.methods.quantize.costs import AcceleratorCost, OrtCost, SizeCost, operator_layers
 from tightfit.methods.quantize.deploy import mixed_int8_onnx
 from tightfit.methods.quantize.finetune import finetune, quantized_accuracy
 from tightfit.methods.quantize.haq import HAQConfig, decision_units, search
 from tightfit.methods.quantize.policy import Calibration, LayerBits, QuantPolicy, quantize_model
 from tightfit.methods.rl.ddpg import DDPGConfig
-from tightfit.models import ModelSpec, build_model
+from tightfit.models import ModelSpec
 from tightfit.train import TrainConfig, evaluate
 
 SHAPE = (3, 32, 32)
@@ -74,10 +72,8 @@ def main() -> None:
     data = load_cifar(args.train_images, args.val_images, args.seed)
     data.test = data.test.subset(_sample(len(data.test), args.test_images, args.seed))
     spec = ModelSpec("mobilenetv2", 32, 3, 10, args.width)
-    torch.manual_seed(args.seed)
-    model = build_model(spec)
-    trained = trained_reference(model, _reference_key(spec, args), data, TrainConfig(
-        epochs=args.train_epochs, batch_size=128, lr=0.1, warmup_epochs=1.0, seed=args.seed))
+    model, trained = trained_reference(spec, data, TrainConfig(epochs=args.train_epochs, batch_size=128, lr=0.1,
+                                                               warmup_epochs=1.0, seed=args.seed))
     model = model.eval()
     print("trained", trained)
     train = data.loader("train", 64, shuffle=True, seed=args.seed)
@@ -214,12 +210,6 @@ def _sample(total: int, n: int, seed: int) -> list[int]:
     return sorted(torch.randperm(total, generator=torch.Generator().manual_seed(seed))[:n].tolist())
 
 
-def _reference_key(spec: ModelSpec, args: argparse.Namespace) -> dict:
-    """What makes a trained reference reusable (amc_cifar.py trains the same MobileNetV2 by default)."""
-    return {"model": spec.to_json(), "train_images": args.train_images, "val_images": args.val_images,
-            "seed": args.seed}
-
-
 def _partial(out: str, args: argparse.Namespace, rows: list[dict]) -> None:
     """The rows so far, in case the run is cut short (the final file replaces it)."""
     write_result(out, {**vars(args), "partial": True}, {"rows": rows, "partial": True}, rows)
@@ -249,8 +239,7 @@ def _measure_cpu(models: dict, cost: OrtCost, data) -> dict:  # noqa: ANN001
         blob = mixed_int8_onnx(q, precisions, SHAPE, calibration)
         sessions[name] = (ort.InferenceSession(blob, providers=["CPUExecutionProvider"]), precisions)
         fns.append(runtime.prepare_onnx(blob, SHAPE))
-    with keep_torch_threads(), timing_lock():
-        ms = interleaved_latency(fns)
+    ms = timed_together(fns)
     out = {}
     for (name, (session, precisions)), t in zip(sessions.items(), ms, strict=True):
         correct = total = 0

@@ -93,7 +93,7 @@ def mixed_int8_onnx(quantized: nn.Module, precisions: list[int], input_shape: tu
         return precisions[operator_index(path, n_ops)] != 8 if path else False
 
     return quantize_int8(_export_dynamic(float_model(quantized), input_shape), input_shape, calibration=calibration,
-                         keep_fp32=keep_fp32, per_channel=True)  # see below
+                         keep_fp32=keep_fp32)
 
 
 def _export_dynamic(model: nn.Module, input_shape: tuple[int, ...]) -> bytes:

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from tightfit.methods.quantize.policy import Calibration, QuantPolicy, quantize_model
+from tightfit.methods.quantize.policy import Calibration, QuantLayer, QuantPolicy, quantize_model
 
 
 def finetune(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]], steps: int, lr: float,
@@ -35,11 +35,10 @@ def _param_groups(model: nn.Module, lr: float, weight_decay: float) -> list[dict
     mean cluster size (their mean weight gradient), without weight decay."""
     centroid_groups, taken = [], set()
     for m in model.modules():
-        centroids = getattr(m, "centroids", None)
-        if isinstance(centroids, nn.Parameter) and centroids.requires_grad:
-            per_cluster = m.labels.numel() / centroids.numel()
-            centroid_groups.append({"params": [centroids], "lr": lr / per_cluster, "weight_decay": 0.0})
-            taken.add(id(centroids))
+        if isinstance(m, QuantLayer) and m.centroids is not None and m.centroids.requires_grad:
+            per_cluster = m.labels.numel() / m.centroids.numel()
+            centroid_groups.append({"params": [m.centroids], "lr": lr / per_cluster, "weight_decay": 0.0})
+            taken.add(id(m.centroids))
     rest = [p for p in model.parameters() if p.requires_grad and id(p) not in taken]
     return [{"params": rest, "weight_decay": weight_decay}, *centroid_groups]
 

@@ -79,8 +79,8 @@ def kl_clip(x: torch.Tensor, bits: int, signed: bool) -> float:
     if magnitudes.numel() == 0:
         return 1e-12
     top = float(magnitudes.max())
-    if top == 0 or bits >= KL_BELOW_BITS:
-        return max(top, 1e-12)
+    if bits >= KL_BELOW_BITS:
+        return top
     hist = torch.histc(magnitudes, HIST_BINS, 0.0, top)
     n = levels(bits, signed)
     best, best_kl = top, float("inf")
