@@ -14,13 +14,14 @@ from tightfit.hardware import get_target
 from tightfit.hardware.layers import extract_layers
 from tightfit.methods.quantize.costs import AcceleratorCost, SizeCost
 from tightfit.methods.quantize.deploy import mixed_int8_onnx, module_path
-from tightfit.methods.quantize.finetune import quantized_accuracy
+from tightfit.methods.quantize.finetune import quantized_accuracy, recalibrate_batch_norm
 from tightfit.methods.quantize.haq import (
     HAQConfig,
     QuantizationEnv,
     bits_of_action,
     decision_units,
     lower_to_budget,
+    pinned_layers,
     search,
 )
 from tightfit.methods.quantize.packing import pack, pack_bits, unpack, unpack_bits
@@ -128,6 +129,41 @@ def test_bit_lowering_always_meets_the_budget(model):
         assert all(2 <= b.w_bits <= 8 and 2 <= b.a_bits <= 8 for b in lowered.values())
     with pytest.raises(TightfitError, match="cannot be met"):
         QuantizationEnv(units, HAQConfig(budget=0.5 * lowest), cost, lambda p: 0.0, 0.0)
+
+
+def test_keep_ends_holds_the_first_and_last_layer_at_8_bits_through_decisions_and_lowering(model):
+    layers = extract_layers(model, SHAPE)
+    names = [op.name for op in layers]
+    cost = AcceleratorCost(model, SHAPE, get_target("bitfusion"), "latency")
+    units = decision_units(layers, "mixed")
+    config = HAQConfig(budget=cost({n: LayerBits(3, 3) for n in names}))
+    assert pinned_layers(names, config) == {names[0], names[-1]}
+    assert not pinned_layers(names, HAQConfig(budget=1.0, keep_ends=False))
+    assert not pinned_layers(names, HAQConfig(budget=1.0, mode="weights"))
+    env = QuantizationEnv(units, config, cost, lambda p: 0.0, 0.0)
+    rng = np.random.default_rng(0)
+    env.reset()
+    done, info = False, {}
+    while not done:  # actions near 0 would give 2 bits; the ends must not follow them
+        _, _, done, _, info = env.step(rng.uniform(0.0, 0.2, 1))
+    bits = QuantPolicy.from_json(info["policy"]).bits
+    assert bits[names[0]] == bits[names[-1]] == LayerBits(8, 8)
+    high = {n: LayerBits(8, 8) for n in names}  # lowering from the top must leave the ends alone too
+    lowered = lower_to_budget(high, units, cost, config, pinned_layers(names, config))
+    assert cost(lowered) <= config.budget
+    assert lowered[names[0]] == lowered[names[-1]] == LayerBits(8, 8)
+    assert any(b.w_bits < 8 for n, b in lowered.items() if n not in (names[0], names[-1]))
+
+
+def test_batch_norm_recalibration_takes_the_statistics_of_the_given_batches():
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4)).eval()
+    x = torch.randn(32, 3, 8, 8) * 2 + 1
+    recalibrate_batch_norm(net, [(x[:16], None), (x[16:], None)], count=2)
+    with torch.no_grad():
+        h = net[0](x)
+    assert torch.allclose(net[1].running_mean, h.mean((0, 2, 3)), atol=1e-5)
+    assert net[1].momentum == 0.1 and not net.training  # restored for later training, left in eval mode
 
 
 def test_the_packed_file_is_the_reported_size_and_decodes_to_the_quantized_weights(model, calibration, tmp_path):

@@ -8,8 +8,9 @@ An episode walks the layers; each step decides one quantity (SPEC section 3):
 The 10-number state is (k, c_in, c_out, kernel, stride, feature size, params, depthwise, weight/activation,
 previous action); the action a in [0, 1] maps to b = round(b_min - 0.5 + a (b_max - b_min + 1)). At the
 end of the episode the policy is lowered, one bit at a time from the last layer backwards (activations,
-then weights), until it meets the budget; the reward is lambda (acc_quant - acc_original), top-1 in
-percent, after a short fine-tune of the quantized network.
+then weights), until it meets the budget. In mode "mixed" the first and the last layer stay at b_max bits,
+weights and activations, as in the released code (`keep_ends`). The reward is
+lambda (acc_quant - acc_original), top-1 in percent, after a short fine-tune of the quantized network.
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ class HAQConfig:
     b_max: int = 8
     episodes: int = 300
     reward_lambda: float = 0.1
+    keep_ends: bool = True  # mode "mixed": first and last layer at b_max bits (the released code's habit)
     seed: int = 0
     ddpg: DDPGConfig = field(default_factory=lambda: DDPGConfig(warmup_episodes=20, sigma_decay=0.99))
 
@@ -111,6 +113,7 @@ class QuantizationEnv(gym.Env):
         span = a.max(0) - a.min(0)
         self._static = ((a - a.min(0)) / np.where(span > 0, span, 1.0)).astype(np.float32)
         self.layers = list(dict.fromkeys(n for u in units for n in u.layers))
+        self.pinned = pinned_layers(self.layers, config)
         floor = self.lowest()
         if cost(floor) > config.budget:
             raise TightfitError(f"a budget of {config.budget:.4g} cannot be met: even the lowest policy "
@@ -118,7 +121,10 @@ class QuantizationEnv(gym.Env):
         self.t, self.prev, self.bits = 0, 0.0, self.start()
 
     def _describe_floor(self) -> str:
-        return "every operator int8" if self.config.mode == "int8" else f"every width at {self.config.b_min} bits"
+        if self.config.mode == "int8":
+            return "every operator int8"
+        ends = f", first and last layer at {self.config.b_max}" if self.pinned else ""
+        return f"every width at {self.config.b_min} bits{ends}"
 
     def start(self) -> dict[str, LayerBits]:
         """Before any decision: weights-only modes keep activations in floating point."""
@@ -128,7 +134,8 @@ class QuantizationEnv(gym.Env):
         bits = self.start()
         for u in self.units:
             for n in u.layers:
-                bits[n] = self._set(bits[n], u.kind, 8 if u.kind == "wa" else self.config.b_min)
+                low = self.config.b_max if n in self.pinned else self.config.b_min
+                bits[n] = self._set(bits[n], u.kind, 8 if u.kind == "wa" else low)
         return bits
 
     @staticmethod
@@ -153,6 +160,8 @@ class QuantizationEnv(gym.Env):
         a = float(np.clip(np.asarray(action).reshape(-1)[0], 0.0, 1.0))
         u = self.units[self.t]
         value = (8 if a < 0.5 else FP) if u.kind == "wa" else bits_of_action(a, self.config.b_min, self.config.b_max)
+        if u.layers[0] in self.pinned:
+            value = self.config.b_max
         for n in u.layers:
             self.bits[n] = self._set(self.bits[n], u.kind, value)
         self.prev = a
@@ -160,7 +169,7 @@ class QuantizationEnv(gym.Env):
         if self.t < len(self.units):
             return self._observe(), 0.0, False, False, {}
         proposed = dict(self.bits)
-        self.bits = lower_to_budget(self.bits, self.units, self.cost, self.config)
+        self.bits = lower_to_budget(self.bits, self.units, self.cost, self.config, self.pinned)
         policy = QuantPolicy(dict(self.bits), self.config.method)
         accuracy = self.evaluate(policy)
         # accuracies in percent, as in the paper's tables and the released code: lambda = 0.1 assumes that scale,
@@ -171,14 +180,23 @@ class QuantizationEnv(gym.Env):
         return np.zeros(STATE, dtype=np.float32), reward, True, False, info
 
 
-def lower_to_budget(bits: dict[str, LayerBits], units: list[Unit], cost: Cost,
-                    config: HAQConfig) -> dict[str, LayerBits]:
+def pinned_layers(layers: list[str], config: HAQConfig) -> frozenset[str]:
+    """The layers no decision or lowering moves off b_max: the first and the last in mode "mixed" with
+    `keep_ends` (the image input and the logits are the most sensitive to rounding)."""
+    if config.mode != "mixed" or not config.keep_ends or len(layers) < 2:
+        return frozenset()
+    return frozenset((layers[0], layers[-1]))
+
+
+def lower_to_budget(bits: dict[str, LayerBits], units: list[Unit], cost: Cost, config: HAQConfig,
+                    pinned: frozenset[str] = frozenset()) -> dict[str, LayerBits]:
     """HAQ's resource constraint: from the last unit backwards, take one bit off (activations before weights
-    of the same layer, as the released code), re-price, and sweep again, until the policy fits; in int8
-    mode each step turns one fp32 operator int8. Terminates: every step lowers something, and the lowest
-    policy fits (checked when the environment is built)."""
+    of the same layer, as the released code), re-price, and sweep again, until the policy fits; `pinned`
+    layers are never lowered; in int8 mode each step turns one fp32 operator int8. Terminates: every step
+    lowers something, and the lowest policy fits (checked when the environment is built)."""
     bits = dict(bits)
-    order = list(reversed(units))  # units go (w, a) per layer, so backwards the activation comes first
+    # units go (w, a) per layer, so backwards the activation comes first
+    order = [u for u in reversed(units) if u.layers[0] not in pinned]
     while cost(bits) > config.budget:
         changed = False
         for u in order:
