@@ -42,6 +42,11 @@ def main() -> None:
     p.add_argument("--space-width", type=float, default=0.5)
     p.add_argument("--warmup-epochs", type=int, default=2)
     p.add_argument("--search-epochs", type=int, default=5)
+    p.add_argument("--loss", choices=("mul", "add"), default="add",
+                   help="add: lambda E/T is unit-free, so both searches feel the same pressure; mul's log E is in "
+                        "microseconds, which presses the faster target harder")
+    p.add_argument("--add-lambda", type=float, default=0.1)
+    p.add_argument("--arch-every", type=int, default=5, help="one architecture step every k weight steps")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args()
     started = time.perf_counter()
@@ -68,6 +73,7 @@ def main() -> None:
     for name in TARGETS:
         net = copy.deepcopy(warm)
         config = SearchConfig(warmup_epochs=0, epochs=args.search_epochs, target=0.5 * reference[name],
+                              loss=args.loss, add_lambda=args.add_lambda, arch_every=args.arch_every,
                               seed=args.seed)
         results[name] = ProxylessSearch(net, costs[name], config, *loaders, log=print).run()
         archs[name] = results[name].arch
