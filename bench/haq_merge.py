@@ -1,0 +1,42 @@
+"""Merges runs of bench/haq_cifar.py on subsets of the budgets (`--budgets`, each in its own
+`haq_cifar-<budgets>.json`) into `haq_cifar.json`: every row tagged with the file it came from, each file's
+protocol kept, the verdicts recomputed over all rows. Nothing is re-measured.
+
+    python bench/haq_merge.py haq_cifar-bitfusion-latency+bitfusion-energy haq_cifar-size-2bit+size-3bit ...
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from _common import RESULTS, write_result
+from haq_cifar import verdicts_of
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("parts", nargs="+", help="result names under bench/results, without .json")
+    args = p.parse_args()
+    protocols, summary = {}, {"rows": [], "reward_curves": {}, "bits_by_kind": {}, "policies": {}}
+    rows = []
+    for name in args.parts:
+        part = json.loads((RESULTS / f"{name}.json").read_text())
+        if part["summary"].get("partial"):
+            raise SystemExit(f"{name}.json is a partial result (its run was cut short); rerun it before merging")
+        protocols[name] = {**part["protocol"], "date": part["date"]}
+        repeated = {r["budget"] for r in part["rows"]} & {r["budget"] for r in rows}
+        if repeated:
+            raise SystemExit(f"{name}.json repeats budgets of an earlier part: {sorted(repeated)}; merge one run each")
+        summary["original_test_acc"] = part["summary"]["original_test_acc"]
+        rows += [{**r, "source": name} for r in part["rows"]]
+        summary["rows"] += [{**r, "source": name} for r in part["summary"]["rows"]]
+        for key in ("reward_curves", "bits_by_kind", "policies"):
+            summary[key].update(part["summary"].get(key, {}))
+    summary["verdicts"] = verdicts_of(rows)
+    summary["goal_met"] = all(v["haq_at_least_as_accurate"] for v in summary["verdicts"].values())
+    print(write_result("haq_cifar", {"merged_from": protocols}, summary, rows))
+
+
+if __name__ == "__main__":
+    main()
