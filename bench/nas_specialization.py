@@ -4,8 +4,9 @@ One supernet is warmed up on random single paths (target-agnostic), then searche
 weights: for `cpu-ort` (lookup table, measured) and for `bitfusion` (analytic Bit Fusion model), each at a
 matching target: the same fraction of the way from the space's cheapest to its dearest network on that
 target (half of MobileNetV2-w1.0 is not matching: in the 2026-11-29 run it sat at 30% of that range on
-cpu-ort and 59% on bitfusion, so the cpu-ort search was pressed about twice as hard per block). Each derived network is then priced
-on both targets: measured end to end on cpu-ort, computed on bitfusion. Also their depth and kernel mix.
+cpu-ort and 59% on bitfusion, so the cpu-ort search was pressed about twice as hard per block). Each
+derived network is then priced on both targets: measured end to end on cpu-ort, computed on bitfusion.
+Also their depth and kernel mix.
 
     python bench/nas_specialization.py [--train-images 10000] [--search-epochs 6] ...
 """
