@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import json
 import os
@@ -66,6 +67,18 @@ def train_and_test(model: nn.Module, data: Cifar, config: TrainConfig, log: bool
             "test_acc": evaluate(model, data.loader("test", 500))[1],
             "train_seconds": sum(e.seconds for e in history.epochs),
             "final_train_loss": history.epochs[-1].train_loss}
+
+
+def add_reference_options(parser: argparse.ArgumentParser) -> None:
+    """The subset and epochs of the reference network that amc_cifar, haq_cifar and int8_accuracy share."""
+    parser.add_argument("--train-images", type=int, default=10000)
+    parser.add_argument("--val-images", type=int, default=1000)
+    parser.add_argument("--train-epochs", type=int, default=10)
+
+
+def reference_recipe(epochs: int, seed: int) -> TrainConfig:
+    """How the shared reference is trained; one place, since the cache key includes it."""
+    return TrainConfig(epochs=epochs, batch_size=128, lr=0.1, warmup_epochs=1.0, seed=seed)
 
 
 def trained_reference(spec: ModelSpec, data: Cifar, config: TrainConfig) -> tuple[nn.Module, dict]:

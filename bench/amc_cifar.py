@@ -17,7 +17,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from _cifar import load_cifar, measure_ms, train_and_test, trained_reference
+from _cifar import add_reference_options, load_cifar, measure_ms, reference_recipe, train_and_test, trained_reference
 from _common import RESULTS, write_result
 
 from tightfit.hardware import get_target
@@ -52,9 +52,7 @@ def hand_policy(net: PrunableNetwork, shape: str, budget: float) -> list[int]:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--train-images", type=int, default=10000)
-    p.add_argument("--val-images", type=int, default=1000)
-    p.add_argument("--train-epochs", type=int, default=10)
+    add_reference_options(p)
     p.add_argument("--finetune-epochs", type=int, default=3)
     p.add_argument("--episodes", type=int, default=200)
     p.add_argument("--warmup-episodes", type=int, default=60)
@@ -72,8 +70,7 @@ def main() -> None:
     finetune = TrainConfig(epochs=args.finetune_epochs, batch_size=128, lr=0.01, warmup_epochs=0.0, seed=args.seed)
     for name, spec in (("resnet20", ModelSpec("resnet20", 32, 3, 10)),
                        ("mobilenetv2", ModelSpec("mobilenetv2", 32, 3, 10, args.mbv2_width))):
-        base, trained = trained_reference(spec, data, TrainConfig(epochs=args.train_epochs, batch_size=128, lr=0.1,
-                                                                  warmup_epochs=1.0, seed=args.seed))
+        base, trained = trained_reference(spec, data, reference_recipe(args.train_epochs, args.seed))
         print(name, "trained", trained)
         net = PrunableNetwork(base.eval(), SHAPE)
         first = data.loader("train", max(1, args.reconstruct_images), shuffle=True, seed=args.seed + 1)

@@ -20,7 +20,7 @@ import time
 
 import numpy as np
 import torch
-from _cifar import load_cifar, timed_together, trained_reference
+from _cifar import add_reference_options, load_cifar, reference_recipe, timed_together, trained_reference
 from _common import RESULTS, write_result
 
 from tightfit.hardware import CostModel, get_target
@@ -32,7 +32,7 @@ from tightfit.methods.quantize.haq import HAQConfig, decision_units, search
 from tightfit.methods.quantize.policy import Calibration, LayerBits, QuantPolicy, quantize_model
 from tightfit.methods.rl.ddpg import DDPGConfig
 from tightfit.models import ModelSpec
-from tightfit.train import TrainConfig, evaluate
+from tightfit.train import evaluate
 
 SHAPE = (3, 32, 32)
 BUDGETS = ("bitfusion-latency", "bitfusion-energy", "size-2bit", "size-3bit", "cpu-ort-latency")
@@ -55,9 +55,7 @@ def maximal_uniform(cost, names: list[str], budget: float, ends8: bool) -> list[
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--train-images", type=int, default=10000)
-    p.add_argument("--val-images", type=int, default=1000)
-    p.add_argument("--train-epochs", type=int, default=10)
+    add_reference_options(p)
     p.add_argument("--width", type=float, default=0.5)
     p.add_argument("--episodes", type=int, default=30)
     p.add_argument("--warmup-episodes", type=int, default=10)
@@ -85,8 +83,7 @@ def main() -> None:
     data = load_cifar(args.train_images, args.val_images, args.seed)
     data.test = data.test.subset(_sample(len(data.test), args.test_images, args.seed))
     spec = ModelSpec("mobilenetv2", 32, 3, 10, args.width)
-    model, trained = trained_reference(spec, data, TrainConfig(epochs=args.train_epochs, batch_size=128, lr=0.1,
-                                                               warmup_epochs=1.0, seed=args.seed))
+    model, trained = trained_reference(spec, data, reference_recipe(args.train_epochs, args.seed))
     model = model.eval().to(memory_format=torch.channels_last)  # about 2x faster convolutions on this CPU
     print("trained", trained)
     train = data.loader("train", 64, shuffle=True, seed=args.seed)

@@ -12,12 +12,11 @@ from __future__ import annotations
 import argparse
 
 import onnxruntime as ort
-from _cifar import load_cifar, trained_reference
+from _cifar import add_reference_options, load_cifar, reference_recipe, trained_reference
 from _common import write_result
 
 from tightfit.hardware.runtime_ort import export_bytes, quantize_int8
 from tightfit.models import ModelSpec
-from tightfit.train import TrainConfig
 
 SHAPE = (3, 32, 32)
 BATCH = 500  # the exported batch size; the test set is 20 of them
@@ -25,15 +24,12 @@ BATCH = 500  # the exported batch size; the test set is 20 of them
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--train-images", type=int, default=10000)
-    p.add_argument("--val-images", type=int, default=1000)
-    p.add_argument("--train-epochs", type=int, default=10)
+    add_reference_options(p)
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args()
     data = load_cifar(args.train_images, args.val_images, args.seed)
     spec = ModelSpec("mobilenetv2", 32, 3, 10, 0.5)
-    model, trained = trained_reference(spec, data, TrainConfig(epochs=args.train_epochs, batch_size=128, lr=0.1,
-                                                               warmup_epochs=1.0, seed=args.seed))
+    model, trained = trained_reference(spec, data, reference_recipe(args.train_epochs, args.seed))
     calibration = [next(iter(data.loader("train", BATCH, shuffle=True, seed=1)))[0].numpy()]
     fp32 = export_bytes(model.eval(), SHAPE, BATCH)
     models = {"fp32": fp32,

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Iterable, Iterator
 
 import torch
 from torch import nn
 from torch.nn import functional as F
+from torch.optim.swa_utils import update_bn
 
 from tightfit.methods.quantize.policy import Calibration, QuantLayer, QuantPolicy, quantize_model
 
@@ -55,22 +57,11 @@ def _cycle(batches: Iterable) -> Iterator:
 
 def recalibrate_batch_norm(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
                            count: int) -> nn.Module:
-    """Batch-norm statistics re-estimated (a plain average) on `count` training batches of the quantized
-    network: the part of a short fine-tune that recovers most accuracy (rounding shifts every layer's output
-    statistics), at the cost of a few forward passes."""
-    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    if count <= 0 or not norms:
-        return model
-    saved = [m.momentum for m in norms]
-    for m in norms:
-        m.reset_running_stats()
-        m.momentum = None  # cumulative average over the batches
-    model.train()
-    with torch.no_grad():
-        for _, (x, _) in zip(range(count), _cycle(batches), strict=False):
-            model(x)
-    for m, momentum in zip(norms, saved, strict=True):
-        m.momentum = momentum
+    """Batch-norm statistics re-estimated (a plain average, PyTorch's `update_bn`) on `count` training batches
+    of the quantized network: the part of a short fine-tune that recovers most accuracy (rounding shifts every
+    layer's output statistics), at the cost of a few forward passes."""
+    if count > 0:
+        update_bn(itertools.islice(_cycle(batches), count), model)
     return model.eval()
 
 
