@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from dataclasses import replace
 
 import numpy as np
 import torch
@@ -66,6 +67,9 @@ def main() -> None:
     p.add_argument("--sigma-decay", type=float, default=0.99, help="exploration noise decay per episode (paper 0.99)")
     p.add_argument("--keep-ends", action=argparse.BooleanOptionalAction, default=True,
                    help="bitfusion: HAQ keeps the first and last layer at 8 bits (the released code)")
+    p.add_argument("--rescore-top", type=int, default=0,
+                   help="rescore HAQ's k best distinct policies with the final fine-tune on the whole val split, "
+                        "and keep the best (0: the best reward)")
     p.add_argument("--finetune-steps", type=int, default=150, help="fine-tuning steps of every final policy")
     p.add_argument("--finetune-lr", type=float, default=0.005)
     p.add_argument("--test-images", type=int, default=10000, help="a seeded random N of the test set (smoke runs)")
@@ -95,6 +99,7 @@ def main() -> None:
     original = reward_accuracy(model)
     reward_of = quantized_accuracy(model, calibration, train, args.reward_steps, args.finetune_lr, reward_accuracy,
                                    args.reward_bn_batches)
+    rescore = quantized_accuracy(model, calibration, train, args.finetune_steps, args.finetune_lr, accuracy)
     layers = extract_layers(model, SHAPE)
     names = [op.name for op in layers]
 
@@ -107,12 +112,13 @@ def main() -> None:
 
     def run_haq(budget_name: str, config: HAQConfig, cost, units) -> dict:  # noqa: ANN001
         t0 = time.perf_counter()
-        result = search(units, config, cost, reward_of, original, progress=False, log=print)
+        config = replace(config, rescore_top=args.rescore_top)
+        result = search(units, config, cost, reward_of, original, progress=False, log=print, rescore=rescore)
         policy = QuantPolicy.from_json(result.best["policy"])
         curves[budget_name] = [h["reward"] for h in result.history]
         policies[budget_name] = policy
         return {"policy_obj": policy, "search_seconds": time.perf_counter() - t0, "best_episode":
-                result.best["episode"]}
+                result.best["episode"], "rescored": result.rescored}
 
     rows, curves, policies, models_cpu = [], {}, {}, {}
     ddpg = DDPGConfig(warmup_episodes=args.warmup_episodes, sigma_decay=args.sigma_decay, seed=args.seed)
@@ -198,6 +204,8 @@ def main() -> None:
                 "data": "CIFAR-10 JPEG copy (../shared/data), seeded stratified subsets; test: all 10,000",
                 "reward": "0.1 x (val top-1 in % after reward_bn_batches batches of batch-norm re-estimation and "
                           "reward_steps STE steps - original), a seeded random reward_images of the val subset",
+                "rescoring": "with rescore_top k > 0: HAQ's k best distinct policies by reward get the final "
+                             "fine-tune and are scored on the whole val split; the best of them is HAQ's policy",
                 "uniform": "bitfusion rivals: every Pareto-maximal uniform (w, a) in 2..8 that meets the budget, "
                            "plain and with the first and last layer at 8 bits (-ends8)",
                 "final": "every policy: finetune_steps SGD steps (batch 64, momentum 0.9, constant lr) with the "

@@ -23,6 +23,7 @@ from tightfit.methods.quantize.haq import (
     lower_to_budget,
     pinned_layers,
     search,
+    top_policies,
 )
 from tightfit.methods.quantize.packing import pack, pack_bits, unpack, unpack_bits
 from tightfit.methods.quantize.policy import (
@@ -258,3 +259,24 @@ def test_haq_search_returns_a_policy_within_budget(model, calibration):
     best = QuantPolicy.from_json(result.best["policy"])
     assert cost(best.bits) <= budget and result.best["cost"] <= budget
     assert set(best.bits) == {op.name for op in layers}
+
+
+def test_rescoring_picks_the_best_rescored_of_the_top_distinct_policies(model):
+    layers = extract_layers(model, SHAPE)
+    cost = AcceleratorCost(model, SHAPE, get_target("bitfusion"), "latency")
+    budget = cost({op.name: LayerBits(5, 5) for op in layers})
+
+    def mean_w_bits(policy: QuantPolicy) -> float:
+        return float(np.mean([b.w_bits for b in policy.bits.values()]))
+
+    # the reward prefers more weight bits, the rescoring fewer: the two choices differ
+    config = HAQConfig(budget=budget, episodes=8, rescore_top=4, ddpg=DDPGConfig(warmup_episodes=8, batch_size=8))
+    result = search(decision_units(layers, "mixed"), config, cost, lambda p: mean_w_bits(p) / 8, 1.0,
+                    progress=False, rescore=lambda p: -mean_w_bits(p))
+    top = top_policies(result.history, 4)
+    assert len({repr(sorted(h["policy"]["bits"].items())) for h in top}) == len(top) == 4
+    assert [r["episode"] for r in result.rescored] == [h["episode"] for h in top]
+    fewest = min(top, key=lambda h: mean_w_bits(QuantPolicy.from_json(h["policy"])))
+    assert result.best["episode"] == fewest["episode"]
+    assert result.best["rescored"] == -mean_w_bits(QuantPolicy.from_json(fewest["policy"]))
+    assert cost(QuantPolicy.from_json(result.best["policy"]).bits) <= budget

@@ -11,6 +11,11 @@ end of the episode the policy is lowered, one bit at a time from the last layer 
 then weights), until it meets the budget. In mode "mixed" the first and the last layer stay at b_max bits,
 weights and activations, as in the released code (`keep_ends`). The reward is
 lambda (acc_quant - acc_original), top-1 in percent, after a short fine-tune of the quantized network.
+
+With `rescore_top` k > 0 and a `rescore` function, the k distinct policies of highest reward are scored
+again (typically: a longer fine-tune, more images) and the best of them is returned. tightfit's addition,
+for searches whose per-episode reward is a cheap proxy: the best of hundreds of noisy rewards is biased
+upwards (the winner's curse), and a proxy without fine-tuning cannot see which policy recovers best.
 """
 
 from __future__ import annotations
@@ -47,6 +52,7 @@ class HAQConfig:
     episodes: int = 300
     reward_lambda: float = 0.1
     keep_ends: bool = True  # mode "mixed": first and last layer at b_max bits (the released code's habit)
+    rescore_top: int = 0  # after the search, rescore the k best distinct policies (0: keep the best reward)
     seed: int = 0
     ddpg: DDPGConfig = field(default_factory=lambda: DDPGConfig(warmup_episodes=20, sigma_decay=0.99))
 
@@ -57,6 +63,8 @@ class HAQConfig:
             raise TightfitError(f"bits range {self.b_min}..{self.b_max}: need 1 <= b_min <= b_max <= 8")
         if self.budget <= 0 or self.episodes < 1:
             raise TightfitError("the HAQ budget and the number of episodes must be positive")
+        if self.rescore_top < 0:
+            raise TightfitError(f"rescore_top {self.rescore_top} must not be negative (0 turns rescoring off)")
 
     def to_json(self) -> dict:
         return {**asdict(self), "ddpg": self.ddpg.to_json()}
@@ -218,19 +226,44 @@ def lower_to_budget(bits: dict[str, LayerBits], units: list[Unit], cost: Cost, c
 
 @dataclass
 class HAQResult:
-    best: dict  # the best episode's info: policy, accuracy, cost, reward, episode
-    history: list[dict]  # per episode: reward, accuracy, cost, lowered
+    best: dict  # the chosen episode's info: policy, accuracy, cost, reward, episode (and rescored, if rescored)
+    history: list[dict]  # per episode: reward, accuracy, cost, lowered, policy
+    rescored: list[dict] = field(default_factory=list)  # the top policies' episode, reward and rescored accuracy
 
 
 def search(units: list[Unit], config: HAQConfig, cost: Cost, evaluate: Evaluate, original_acc: float,
            checkpoint: Path | None = None, progress: bool = True,
-           log: Callable[[str], None] | None = None) -> HAQResult:
-    """`config.episodes` episodes of DDPG on the quantization environment; resumable from `checkpoint`."""
+           log: Callable[[str], None] | None = None, rescore: Evaluate | None = None) -> HAQResult:
+    """`config.episodes` episodes of DDPG on the quantization environment; resumable from `checkpoint`. With
+    `config.rescore_top` and `rescore`, the best of the top policies by `rescore` is returned."""
     env = QuantizationEnv(units, config, cost, evaluate, original_acc)
     agent = DDPGAgent(STATE, 1, replace(config.ddpg, seed=config.seed, buffer_size=100 * len(units)))
     best, history = checkpointed_search(
         env, agent, config.episodes, "HAQ", config.to_json(),
-        lambda r: {k: r.info[k] for k in ("accuracy", "cost", "lowered")},
+        lambda r: {k: r.info[k] for k in ("accuracy", "cost", "lowered", "policy")},
         lambda r: f"accuracy {r.info['accuracy']:.4f}, cost {r.info['cost']:.4g} (budget {config.budget:.4g})",
         checkpoint, progress, log)
-    return HAQResult(best, history)
+    if config.rescore_top == 0 or rescore is None:
+        return HAQResult(best, history)
+    rescored = []
+    for h in top_policies(history, config.rescore_top):
+        rescored.append({"episode": h["episode"], "reward": h["reward"],
+                         "rescored": rescore(QuantPolicy.from_json(h["policy"]))})
+        if log:
+            log(f"HAQ rescoring: episode {h['episode']} (reward {h['reward']:.4f}): {rescored[-1]['rescored']:.4f}")
+    pick = max(rescored, key=lambda r: r["rescored"])  # first of equals: the higher reward
+    chosen = next(h for h in history if h["episode"] == pick["episode"])
+    return HAQResult({**chosen, "rescored": pick["rescored"]}, history, rescored)
+
+
+def top_policies(history: list[dict], k: int) -> list[dict]:
+    """The k episodes of highest reward whose policies differ (the agent repeats itself once the noise decays)."""
+    seen, top = set(), []
+    for h in sorted(history, key=lambda h: -h["reward"]):
+        key = repr(sorted(h["policy"].items()))
+        if key not in seen:
+            seen.add(key)
+            top.append(h)
+        if len(top) == k:
+            break
+    return top
