@@ -52,6 +52,7 @@ def main() -> None:
                         "microseconds, which presses the faster target harder")
     p.add_argument("--add-lambda", type=float, default=0.1)
     p.add_argument("--arch-every", type=int, default=5, help="one architecture step every k weight steps")
+    p.add_argument("--arch-lr", type=float, default=SearchConfig.arch_lr, help="Adam's step size on the alphas")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args()
     started = time.perf_counter()
@@ -80,7 +81,7 @@ def main() -> None:
         net = copy.deepcopy(warm)
         config = SearchConfig(warmup_epochs=0, epochs=args.search_epochs, target=targets[name],
                               loss=args.loss, add_lambda=args.add_lambda, arch_every=args.arch_every,
-                              seed=args.seed)
+                              arch_lr=args.arch_lr, seed=args.seed)
         results[name] = ProxylessSearch(net, costs[name], config, *loaders, log=print).run()
         archs[name] = results[name].arch
         print(name, archs[name])
@@ -93,7 +94,9 @@ def main() -> None:
                      "cpu_ort_ms": cpu_ms[name],
                      "bitfusion_ms": models["bitfusion"].of_model(net, (3, 32, 32)).latency_ms,
                      "predicted_on_own_target": results[name].cost,
-                     "target_on_own_target": targets[name]})
+                     "target_on_own_target": targets[name],
+                     "argmax_arch": str(results[name].argmax_arch), "argmax_cost": results[name].argmax_cost,
+                     "final_probs": results[name].history[-1].probs})
         print(rows[-1])
     by = {r["searched_for"]: r for r in rows}
     summary = {
