@@ -54,6 +54,7 @@ def main() -> None:
     p.add_argument("--arch-every", type=int, default=5, help="one architecture step every k weight steps")
     p.add_argument("--arch-lr", type=float, default=SearchConfig.arch_lr, help="Adam's step size on the alphas")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--tag", default="", help="write nas_specialization-TAG.json (a variant beside the main result)")
     args = p.parse_args()
     started = time.perf_counter()
     data = load_cifar(args.train_images, args.val_images, args.seed)
@@ -113,7 +114,7 @@ def main() -> None:
                 "target (lookup table / analytic model)",
                 "warm_up": "one shared supernet warm-up on random single paths, then one search per target from its "
                 "weights", "cpu_ort_timing": "end to end, lookup table's estimator"}
-    print(write_result(__file__, protocol, summary, rows))
+    print(write_result("nas_specialization" + (f"-{args.tag}" if args.tag else ""), protocol, summary, rows))
 
 
 def _dearest(costs) -> float:  # noqa: ANN001
