@@ -37,13 +37,14 @@ def compare(policy: QuantPolicy, kinds: dict[str, str]) -> dict:
             blocks[block][kinds[name]].append(bits)
     out = {}
     for field in ("w_bits", "a_bits"):
+        if any(getattr(b, field) >= FP for g in blocks.values() for b in g["depthwise"] + g["conv"]):
+            continue  # not decided (activations of a weights-only policy)
         diffs = [np.mean([getattr(b, field) for b in g["depthwise"]]) - np.mean([getattr(b, field) for b in g["conv"]])
                  for g in blocks.values() if g["depthwise"] and g["conv"]]
-        if all(getattr(b, field) < FP for g in blocks.values() for b in g["depthwise"] + g["conv"]):
-            signs = np.sign(diffs)
-            out[field] = {"mean_difference": float(np.mean(diffs)), "blocks": len(diffs),
-                          "blocks_fewer": int((signs < 0).sum()), "blocks_equal": int((signs == 0).sum()),
-                          "blocks_more": int((signs > 0).sum())}
+        signs = np.sign(diffs)
+        out[field] = {"mean_difference": float(np.mean(diffs)), "blocks": len(diffs),
+                      "blocks_fewer": int((signs < 0).sum()), "blocks_equal": int((signs == 0).sum()),
+                      "blocks_more": int((signs > 0).sum())}
     return out
 
 

@@ -69,7 +69,8 @@ def main() -> None:
     profile.fit_scale(models["cpu-ort"].table, calibration, cal_ms, 32)
     reference = {"cpu-ort": ref_ms, "bitfusion": models["bitfusion"].of_model(mbv2, (3, 32, 32)).latency_ms}
     costs = {name: space_costs(cost, space) for name, cost in models.items()}
-    targets = {name: c.cheapest() + args.target_fraction * (_dearest(c) - c.cheapest()) for name, c in costs.items()}
+    space_range = {name: (c.cheapest(), c.dearest()) for name, c in costs.items()}
+    targets = {name: lo + args.target_fraction * (hi - lo) for name, (lo, hi) in space_range.items()}
 
     torch.manual_seed(args.seed)
     warm = Supernet(space).to(memory_format=torch.channels_last)
@@ -107,7 +108,7 @@ def main() -> None:
         "cpu_net_faster_on_cpu": by["cpu-ort"]["cpu_ort_ms"] < by["bitfusion"]["cpu_ort_ms"],
         "bitfusion_net_faster_on_bitfusion": by["bitfusion"]["bitfusion_ms"] < by["cpu-ort"]["bitfusion_ms"],
         "targets": targets,
-        "space_range": {name: [c.cheapest(), _dearest(c)] for name, c in costs.items()},
+        "space_range": space_range,
         "mbv2_w1": reference, "bench_minutes": (time.perf_counter() - started) / 60,
     }
     protocol = {**vars(args), "targets": "cheapest + target_fraction x (dearest - cheapest) of the space on each "
@@ -115,10 +116,6 @@ def main() -> None:
                 "warm_up": "one shared supernet warm-up on random single paths, then one search per target from its "
                 "weights", "cpu_ort_timing": "end to end, lookup table's estimator"}
     print(write_result("nas_specialization" + (f"-{args.tag}" if args.tag else ""), protocol, summary, rows))
-
-
-def _dearest(costs) -> float:  # noqa: ANN001
-    return costs.fixed + sum(max(c) for c in costs.per_position)
 
 
 if __name__ == "__main__":

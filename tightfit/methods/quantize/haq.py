@@ -245,22 +245,21 @@ def search(units: list[Unit], config: HAQConfig, cost: Cost, evaluate: Evaluate,
         checkpoint, progress, log)
     if config.rescore_top == 0 or rescore is None:
         return HAQResult(best, history)
-    rescored = []
+    scored = []
     for h in top_policies(history, config.rescore_top):
-        rescored.append({"episode": h["episode"], "reward": h["reward"],
-                         "rescored": rescore(QuantPolicy.from_json(h["policy"]))})
+        scored.append((h, rescore(QuantPolicy.from_json(h["policy"]))))
         if log:
-            log(f"HAQ rescoring: episode {h['episode']} (reward {h['reward']:.4f}): {rescored[-1]['rescored']:.4f}")
-    pick = max(rescored, key=lambda r: r["rescored"])  # first of equals: the higher reward
-    chosen = next(h for h in history if h["episode"] == pick["episode"])
-    return HAQResult({**chosen, "rescored": pick["rescored"]}, history, rescored)
+            log(f"HAQ rescoring: episode {h['episode']} (reward {h['reward']:.4f}): {scored[-1][1]:.4f}")
+    chosen, score = max(scored, key=lambda hs: hs[1])  # first of equals: the higher reward
+    rescored = [{"episode": h["episode"], "reward": h["reward"], "rescored": s} for h, s in scored]
+    return HAQResult({**chosen, "rescored": score}, history, rescored)
 
 
 def top_policies(history: list[dict], k: int) -> list[dict]:
     """The k episodes of highest reward whose policies differ (the agent repeats itself once the noise decays)."""
     seen, top = set(), []
     for h in sorted(history, key=lambda h: -h["reward"]):
-        key = repr(sorted(h["policy"].items()))
+        key = repr(h["policy"])  # bits in layer order: equal policies print alike
         if key not in seen:
             seen.add(key)
             top.append(h)

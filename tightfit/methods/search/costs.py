@@ -44,6 +44,10 @@ class SpaceCosts:
         """The cost of the cheapest network of the space: no target below it can be met."""
         return self.fixed + sum(min(c) for c in self.per_position)
 
+    def dearest(self) -> float:
+        """The cost of the dearest network of the space (every position at its costliest candidate)."""
+        return self.fixed + sum(max(c) for c in self.per_position)
+
     def of_indices(self, indices: Sequence[int]) -> float:
         return self.fixed + sum(c[i] for c, i in zip(self.per_position, indices, strict=True))
 
