@@ -32,6 +32,7 @@ class Cifar:
     test: TensorSet
     normalize: Normalize
     augment: Augment
+    holdout: TensorSet | None = None  # training images in neither subset, for choices that val is too small for
 
     def loader(self, split: str, batch_size: int, shuffle: bool = False, seed: int = 0) -> BatchLoader:
         augment = self.augment if split == "train" else None
@@ -43,9 +44,10 @@ class Cifar:
                            channels_last=True)
 
 
-def load_cifar(train_images: int, val_images: int, seed: int = 0) -> Cifar:
+def load_cifar(train_images: int, val_images: int, seed: int = 0, holdout_images: int = 0) -> Cifar:
     """A seeded, class-stratified subset: `train_images` for weights, `val_images` (disjoint, also from the
-    training set) for architecture steps and model selection; the whole test set for the final figures."""
+    training set) for architecture steps and model selection; the whole test set for the final figures. With
+    `holdout_images`, a third disjoint subset of the training images left over; train and val do not change."""
     if not (CIFAR / "train").is_dir():
         sys.exit(f"CIFAR-10 is not unpacked at {CIFAR}: mkdir -p {CIFAR} && tar -xzf "
                  f"../shared/data/cifar10-jpeg.tar.gz -C {CIFAR}  (or set TIGHTFIT_CIFAR)")
@@ -53,9 +55,14 @@ def load_cifar(train_images: int, val_images: int, seed: int = 0) -> Cifar:
     total = len(bundle.train)
     rest, val_idx = stratified_split(bundle.train.y, val_images / total, seed)
     remaining = bundle.train.subset(rest)
-    _, train_idx = stratified_split(remaining.y, min(1.0 - 1e-9, train_images / len(remaining)), seed + 1)
+    unused, train_idx = stratified_split(remaining.y, min(1.0 - 1e-9, train_images / len(remaining)), seed + 1)
+    holdout = None
+    if holdout_images:
+        left = remaining.subset(unused)
+        _, holdout_idx = stratified_split(left.y, min(1.0, holdout_images / len(left)), seed + 2)
+        holdout = left.subset(holdout_idx)
     return Cifar(remaining.subset(train_idx), bundle.train.subset(val_idx), bundle.test,
-                 Normalize(*bundle.channel_stats()), bundle.augment)
+                 Normalize(*bundle.channel_stats()), bundle.augment, holdout)
 
 
 def train_and_test(model: nn.Module, data: Cifar, config: TrainConfig, log: bool = True) -> dict:

@@ -16,12 +16,15 @@ accuracy is taken on the whole test set.
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
 import time
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import torch
-from _cifar import add_reference_options, load_cifar, reference_recipe, timed_together, trained_reference
+from _cifar import CIFAR, add_reference_options, load_cifar, reference_recipe, timed_together, trained_reference
 from _common import RESULTS, write_result
 
 from tightfit.hardware import CostModel, get_target
@@ -70,6 +73,11 @@ def main() -> None:
     p.add_argument("--rescore-top", type=int, default=0,
                    help="rescore HAQ's k best distinct policies with the final fine-tune on the whole val split, "
                         "and keep the best (0: the best reward)")
+    p.add_argument("--rescore-images", type=int, default=0,
+                   help="rescore on this many held-out training images, in neither subset, instead of the val split")
+    p.add_argument("--resume", action=argparse.BooleanOptionalAction, default=True,
+                   help="keep each search's episodes in a checkpoint beside the cached reference and resume from "
+                        "it (rescoring options do not invalidate it)")
     p.add_argument("--finetune-steps", type=int, default=150, help="fine-tuning steps of every final policy")
     p.add_argument("--finetune-lr", type=float, default=0.005)
     p.add_argument("--test-images", type=int, default=10000, help="a seeded random N of the test set (smoke runs)")
@@ -84,7 +92,7 @@ def main() -> None:
     # a subset writes beside the full result, not over it
     out = "haq_cifar" if set(chosen) == set(BUDGETS) else "haq_cifar-" + "+".join(chosen)
     started = time.perf_counter()
-    data = load_cifar(args.train_images, args.val_images, args.seed)
+    data = load_cifar(args.train_images, args.val_images, args.seed, args.rescore_images)
     data.test = data.test.subset(_sample(len(data.test), args.test_images, args.seed))
     spec = ModelSpec("mobilenetv2", 32, 3, 10, args.width)
     model, trained = trained_reference(spec, data, reference_recipe(args.train_epochs, args.seed))
@@ -99,7 +107,9 @@ def main() -> None:
     original = reward_accuracy(model)
     reward_of = quantized_accuracy(model, calibration, train, args.reward_steps, args.finetune_lr, reward_accuracy,
                                    args.reward_bn_batches)
-    rescore = quantized_accuracy(model, calibration, train, args.finetune_steps, args.finetune_lr, accuracy)
+    rescore_split = data.loader_of(data.holdout, 50) if args.rescore_images else val
+    rescore = quantized_accuracy(model, calibration, train, args.finetune_steps, args.finetune_lr,
+                                 lambda m: evaluate(m, rescore_split)[1])
     layers = extract_layers(model, SHAPE)
     names = [op.name for op in layers]
 
@@ -113,7 +123,9 @@ def main() -> None:
     def run_haq(budget_name: str, config: HAQConfig, cost, units) -> dict:  # noqa: ANN001
         t0 = time.perf_counter()
         config = replace(config, rescore_top=args.rescore_top)
-        result = search(units, config, cost, reward_of, original, progress=False, log=print, rescore=rescore)
+        checkpoint = _checkpoint(args, spec, budget_name, config) if args.resume else None
+        result = search(units, config, cost, reward_of, original, checkpoint, progress=False, log=print,
+                        rescore=rescore)
         policy = QuantPolicy.from_json(result.best["policy"])
         curves[budget_name] = [h["reward"] for h in result.history]
         policies[budget_name] = policy
@@ -205,7 +217,8 @@ def main() -> None:
                 "reward": "0.1 x (val top-1 in % after reward_bn_batches batches of batch-norm re-estimation and "
                           "reward_steps STE steps - original), a seeded random reward_images of the val subset",
                 "rescoring": "with rescore_top k > 0: HAQ's k best distinct policies by reward get the final "
-                             "fine-tune and are scored on the whole val split; the best of them is HAQ's policy",
+                             "fine-tune and are scored on the whole val split, or with rescore_images n on n "
+                             "held-out training images in neither subset; the best of them is HAQ's policy",
                 "uniform": "bitfusion rivals: every Pareto-maximal uniform (w, a) in 2..8 that meets the budget, "
                            "plain and with the first and last layer at 8 bits (-ends8)",
                 "final": "every policy: finetune_steps SGD steps (batch 64, momentum 0.9, constant lr) with the "
@@ -230,6 +243,16 @@ def verdicts_of(rows: list[dict]) -> dict:
                                  "best_uniform_test_acc": best and best["test_acc"],
                                  "haq_at_least_as_accurate": best is None or h["test_acc"] >= best["test_acc"]}
     return verdicts
+
+
+def _checkpoint(args: argparse.Namespace, spec: ModelSpec, budget_name: str, config: HAQConfig) -> Path:
+    """Where a search keeps its episodes: named by everything that shapes them, the reward's settings included
+    (the search itself checks only the HAQ config)."""
+    key = {"budget": budget_name, "model": spec.to_json(), "config": {**config.to_json(), "rescore_top": None},
+           **{k: getattr(args, k) for k in ("train_images", "val_images", "train_epochs", "reward_images",
+                                              "reward_steps", "reward_bn_batches", "finetune_lr", "seed")}}
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+    return CIFAR.parent / "bench-searches" / f"haq-{budget_name}-{digest}.pt"
 
 
 def _sample(total: int, n: int, seed: int) -> list[int]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from dataclasses import replace
 
 import numpy as np
 import onnxruntime as ort
@@ -280,3 +281,23 @@ def test_rescoring_picks_the_best_rescored_of_the_top_distinct_policies(model):
     assert result.best["episode"] == fewest["episode"]
     assert result.best["rescored"] == -mean_w_bits(QuantPolicy.from_json(fewest["policy"]))
     assert cost(QuantPolicy.from_json(result.best["policy"]).bits) <= budget
+
+
+def test_a_finished_search_is_rescored_from_its_checkpoint_without_new_episodes(model, tmp_path):
+    layers = extract_layers(model, SHAPE)
+    cost = AcceleratorCost(model, SHAPE, get_target("bitfusion"), "latency")
+    budget = cost({op.name: LayerBits(5, 5) for op in layers})
+    config = HAQConfig(budget=budget, episodes=6, ddpg=DDPGConfig(warmup_episodes=6, batch_size=8))
+    calls = []
+
+    def reward(p: QuantPolicy) -> float:
+        calls.append(p)
+        return float(np.mean([b.w_bits for b in p.bits.values()])) / 8
+
+    units, checkpoint = decision_units(layers, "mixed"), tmp_path / "haq.pt"
+    first = search(units, config, cost, reward, 1.0, checkpoint=checkpoint, progress=False)
+    episodes = len(calls)
+    again = search(units, replace(config, rescore_top=3), cost, reward, 1.0, checkpoint=checkpoint,
+                   progress=False, rescore=lambda p: -p.bits[layers[1].name].w_bits)
+    assert len(calls) == episodes  # no episode ran again
+    assert again.history == first.history and len(again.rescored) == 3
