@@ -248,7 +248,7 @@ def verdicts_of(rows: list[dict]) -> dict:
 def _checkpoint(args: argparse.Namespace, spec: ModelSpec, budget_name: str, config: HAQConfig) -> Path:
     """Where a search keeps its episodes: named by everything that shapes them, the reward's settings included
     (the search itself checks only the HAQ config)."""
-    key = {"budget": budget_name, "model": spec.to_json(), "config": {**config.to_json(), "rescore_top": None},
+    key = {"budget": budget_name, "model": spec.to_json(), "config": config.search_identity(),
            **{k: getattr(args, k) for k in ("train_images", "val_images", "train_epochs", "reward_images",
                                               "reward_steps", "reward_bn_batches", "finetune_lr", "seed")}}
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]

@@ -69,6 +69,11 @@ class HAQConfig:
     def to_json(self) -> dict:
         return {**asdict(self), "ddpg": self.ddpg.to_json()}
 
+    def search_identity(self) -> dict:
+        """What shapes the episodes, for resuming: rescoring comes after them, so a finished search can be
+        rescored differently without re-running it."""
+        return {k: v for k, v in self.to_json().items() if k != "rescore_top"}
+
     @classmethod
     def from_json(cls, obj: dict) -> HAQConfig:
         return cls(**{**obj, "ddpg": DDPGConfig.from_json(obj["ddpg"])})
@@ -238,10 +243,8 @@ def search(units: list[Unit], config: HAQConfig, cost: Cost, evaluate: Evaluate,
     `config.rescore_top` and `rescore`, the best of the top policies by `rescore` is returned."""
     env = QuantizationEnv(units, config, cost, evaluate, original_acc)
     agent = DDPGAgent(STATE, 1, replace(config.ddpg, seed=config.seed, buffer_size=100 * len(units)))
-    # rescoring comes after the episodes: a finished search can be rescored differently without re-running them
-    identity = {k: v for k, v in config.to_json().items() if k != "rescore_top"}
     best, history = checkpointed_search(
-        env, agent, config.episodes, "HAQ", identity,
+        env, agent, config.episodes, "HAQ", config.search_identity(),
         lambda r: {k: r.info[k] for k in ("accuracy", "cost", "lowered", "policy")},
         lambda r: f"accuracy {r.info['accuracy']:.4f}, cost {r.info['cost']:.4g} (budget {config.budget:.4g})",
         checkpoint, progress, log)
