@@ -77,7 +77,7 @@ def main() -> None:
                    help="rescore on this many held-out training images, in neither subset, instead of the val split")
     p.add_argument("--resume", action=argparse.BooleanOptionalAction, default=True,
                    help="keep each search's episodes in a checkpoint beside the cached reference and resume from "
-                        "it (rescoring options do not invalidate it)")
+                        "it (rescoring options do not invalidate it; more --episodes continue it)")
     p.add_argument("--finetune-steps", type=int, default=150, help="fine-tuning steps of every final policy")
     p.add_argument("--finetune-lr", type=float, default=0.005)
     p.add_argument("--test-images", type=int, default=10000, help="a seeded random N of the test set (smoke runs)")

@@ -283,6 +283,25 @@ def test_rescoring_picks_the_best_rescored_of_the_top_distinct_policies(model):
     assert cost(QuantPolicy.from_json(result.best["policy"]).bits) <= budget
 
 
+def test_more_episodes_continue_a_finished_search_as_if_it_had_run_them_at_once(model, tmp_path):
+    layers = extract_layers(model, SHAPE)
+    cost = AcceleratorCost(model, SHAPE, get_target("bitfusion"), "latency")
+    config = HAQConfig(budget=cost({op.name: LayerBits(5, 5) for op in layers}), episodes=7,
+                       ddpg=DDPGConfig(warmup_episodes=3, batch_size=8))
+    units = decision_units(layers, "mixed")
+
+    def reward(p: QuantPolicy) -> float:
+        return float(np.mean([b.w_bits for b in p.bits.values()])) / 8
+
+    at_once = search(units, config, cost, reward, 1.0, progress=False)
+    checkpoint = tmp_path / "haq.pt"
+    search(units, replace(config, episodes=4), cost, reward, 1.0, checkpoint=checkpoint, progress=False)
+    continued = search(units, config, cost, reward, 1.0, checkpoint=checkpoint, progress=False)
+    assert continued.history == at_once.history and len(continued.history) == 7
+    with pytest.raises(TightfitError, match="already holds 7 episodes, more than the 5 asked"):
+        search(units, replace(config, episodes=5), cost, reward, 1.0, checkpoint=checkpoint, progress=False)
+
+
 def test_a_finished_search_is_rescored_from_its_checkpoint_without_new_episodes(model, tmp_path):
     layers = extract_layers(model, SHAPE)
     cost = AcceleratorCost(model, SHAPE, get_target("bitfusion"), "latency")

@@ -70,9 +70,10 @@ class HAQConfig:
         return {**asdict(self), "ddpg": self.ddpg.to_json()}
 
     def search_identity(self) -> dict:
-        """What shapes the episodes, for resuming: rescoring comes after them, so a finished search can be
-        rescored differently without re-running it."""
-        return {k: v for k, v in self.to_json().items() if k != "rescore_top"}
+        """What shapes the episodes, for resuming. Rescoring comes after them, so a finished search can be
+        rescored differently without re-running it; and no episode depends on how many follow (the noise
+        decays per episode), so asking for more episodes continues a finished search."""
+        return {k: v for k, v in self.to_json().items() if k not in ("rescore_top", "episodes")}
 
     @classmethod
     def from_json(cls, obj: dict) -> HAQConfig:

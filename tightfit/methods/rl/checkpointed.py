@@ -29,6 +29,9 @@ def checkpointed_search(env: gym.Env, agent: DDPGAgent, episodes: int, name: str
                                 "same options or delete it to start over")
         agent.load_state_dict(state["agent"])
         history, best = state["history"], state["best"]
+        if agent.episodes > episodes:
+            raise TightfitError(f"{name} checkpoint {checkpoint} already holds {agent.episodes} episodes, more than "
+                                f"the {episodes} asked; ask for at least {agent.episodes} or delete it")
     bar = tqdm(total=episodes, initial=agent.episodes, desc=f"{name} episodes", unit="ep",
                disable=None if progress else True)
 
