@@ -85,12 +85,14 @@ def main() -> None:
                    help="fewest weight bits under a size budget: at 2, a budget of uniform 2 bits admits only that")
     p.add_argument("--budgets", default=",".join(BUDGETS), help="a comma list of " + ", ".join(BUDGETS))
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--tag", default="", help="append -TAG to the result's name (a variant beside the main result)")
     args = p.parse_args()
     chosen = args.budgets.split(",")
     if set(chosen) - set(BUDGETS):
         p.error(f"--budgets {args.budgets}: use some of {', '.join(BUDGETS)}")
     # a subset writes beside the full result, not over it
     out = "haq_cifar" if set(chosen) == set(BUDGETS) else "haq_cifar-" + "+".join(chosen)
+    out += f"-{args.tag}" if args.tag else ""
     started = time.perf_counter()
     data = load_cifar(args.train_images, args.val_images, args.seed, args.rescore_images)
     data.test = data.test.subset(_sample(len(data.test), args.test_images, args.seed))
