@@ -14,6 +14,7 @@ have picked. Uniform policies (`--uniform`) are scored the same way for referenc
 from __future__ import annotations
 
 import argparse
+import re
 import time
 from pathlib import Path
 
@@ -78,17 +79,18 @@ def main() -> None:
                      **score(QuantPolicy.from_json(h["policy"]))})
         print(rows[-1], flush=True)
     for name in filter(None, args.uniform.split(",")):
-        w, a = int(name[1]), int(name[3])
-        rows.append({"policy": name, **score(QuantPolicy(uniform_bits(names, w, a, False)))})
+        if not (m := re.fullmatch(r"w([2-8])a([2-8])", name)):
+            raise SystemExit(f"--uniform {name}: give wXaY with X and Y in 2..8, e.g. w4a4")
+        rows.append({"policy": name, **score(QuantPolicy(uniform_bits(names, int(m[1]), int(m[2]), False)))})
         print(rows[-1], flush=True)
 
     ranked = [r for r in rows if "search_reward" in r]
     final = [r["holdout_final"] for r in ranked]
     signals = {"search_reward": [r["search_reward"] for r in ranked],
                **{f"val_after_{s}": [r[f"val_after_{s}"] for r in ranked] for s in steps}}
+    picks = {name: max(range(len(v)), key=v.__getitem__) for name, v in signals.items()}
     summary = {name: {"spearman_with_final": float(spearmanr(v, final).statistic),
-                      "pick": ranked[max(range(len(v)), key=v.__getitem__)]["policy"],
-                      "pick_holdout_final": final[max(range(len(v)), key=v.__getitem__)]}
+                      "pick": ranked[picks[name]]["policy"], "pick_holdout_final": final[picks[name]]}
                for name, v in signals.items()}
     summary["best_holdout_final"] = max(final)
     summary["uniform_holdout_final"] = {r["policy"]: r["holdout_final"] for r in rows if "search_reward" not in r}
