@@ -24,7 +24,7 @@ from _common import write_result
 
 from tightfit.hardware import CostModel, get_target, profile
 from tightfit.methods.search.costs import space_costs
-from tightfit.methods.search.proxyless import ProxylessSearch, SearchConfig
+from tightfit.methods.search.proxyless import ProxylessSearch, SearchConfig, SearchEpoch
 from tightfit.methods.search.supernet import Supernet
 from tightfit.models import MobileNet, ModelSpec, build_model
 from tightfit.space import Arch, SearchSpace
@@ -36,6 +36,13 @@ def describe(arch: Arch) -> dict:
     kept = [b for b in arch.blocks if b is not None]
     return {"depth": len(kept), "kernels": dict(sorted(Counter(b.kernel for b in kept).items())),
             "expands": dict(sorted(Counter(b.expand for b in kept).items()))}
+
+
+def epoch_summary(h: SearchEpoch) -> dict:
+    """One epoch of a search's history without its probabilities (the rows keep the final ones): how well the
+    supernet was trained is what decides whether the accuracy term asks for capacity."""
+    return {k: getattr(h, k) for k in ("epoch", "phase", "train_loss", "train_acc", "arch_loss", "expected_cost",
+                                      "argmax_arch", "seconds")}
 
 
 def main() -> None:
@@ -76,8 +83,8 @@ def main() -> None:
     warm = Supernet(space).to(memory_format=torch.channels_last)
     loaders = (data.loader("train", 64, shuffle=True, seed=args.seed),
                data.loader("val", 64, shuffle=True, seed=args.seed + 1))
-    ProxylessSearch(warm, costs["cpu-ort"], SearchConfig(warmup_epochs=args.warmup_epochs, epochs=0,
-                                                          seed=args.seed), *loaders, log=print).run()
+    warmed = ProxylessSearch(warm, costs["cpu-ort"], SearchConfig(warmup_epochs=args.warmup_epochs, epochs=0,
+                                                                   seed=args.seed), *loaders, log=print).run()
     archs, results = {}, {}
     for name in TARGETS:
         net = copy.deepcopy(warm)
@@ -98,7 +105,8 @@ def main() -> None:
                      "predicted_on_own_target": results[name].cost,
                      "target_on_own_target": targets[name],
                      "argmax_arch": str(results[name].argmax_arch), "argmax_cost": results[name].argmax_cost,
-                     "final_probs": results[name].history[-1].probs})
+                     "final_probs": results[name].history[-1].probs,
+                     "search_epochs": [epoch_summary(h) for h in results[name].history]})
         print(rows[-1])
     by = {r["searched_for"]: r for r in rows}
     summary = {
@@ -109,6 +117,7 @@ def main() -> None:
         "bitfusion_net_faster_on_bitfusion": by["bitfusion"]["bitfusion_ms"] < by["cpu-ort"]["bitfusion_ms"],
         "targets": targets,
         "space_range": space_range,
+        "warmup_epochs": [epoch_summary(h) for h in warmed.history],
         "mbv2_w1": reference, "bench_minutes": (time.perf_counter() - started) / 60,
     }
     protocol = {**vars(args), "targets": "cheapest + target_fraction x (dearest - cheapest) of the space on each "
