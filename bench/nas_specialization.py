@@ -27,6 +27,7 @@ from tightfit.methods.search.costs import space_costs
 from tightfit.methods.search.proxyless import ProxylessSearch, SearchConfig, SearchEpoch
 from tightfit.methods.search.supernet import Supernet
 from tightfit.models import MobileNet, ModelSpec, build_model
+from tightfit.models.blocks import MBConv
 from tightfit.space import Arch, SearchSpace
 
 TARGETS = ("cpu-ort", "bitfusion")
@@ -60,6 +61,10 @@ def main() -> None:
     p.add_argument("--add-lambda", type=float, default=0.1)
     p.add_argument("--arch-every", type=int, default=5, help="one architecture step every k weight steps")
     p.add_argument("--arch-lr", type=float, default=SearchConfig.arch_lr, help="Adam's step size on the alphas")
+    p.add_argument("--residual-init", choices=("zero", "one"), default="zero",
+                   help="the residual candidates' last BatchNorm gamma at the start: zero (the library's identity "
+                        "start) or one (the released code's). The arch gradient of keeping a block over `zero` is "
+                        "<dL/dy, F(x)>, so a branch started at zero says little against the latency term")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--tag", default="", help="write nas_specialization-TAG.json (a variant beside the main result)")
     args = p.parse_args()
@@ -81,6 +86,10 @@ def main() -> None:
 
     torch.manual_seed(args.seed)
     warm = Supernet(space).to(memory_format=torch.channels_last)
+    if args.residual_init == "one":
+        for m in warm.modules():
+            if isinstance(m, MBConv) and m.residual:
+                torch.nn.init.ones_(m.conv[-1][1].weight)
     loaders = (data.loader("train", 64, shuffle=True, seed=args.seed),
                data.loader("val", 64, shuffle=True, seed=args.seed + 1))
     warmed = ProxylessSearch(warm, costs["cpu-ort"], SearchConfig(warmup_epochs=args.warmup_epochs, epochs=0,
