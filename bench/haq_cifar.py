@@ -75,6 +75,9 @@ def main() -> None:
                         "and keep the best (0: the best reward)")
     p.add_argument("--rescore-images", type=int, default=0,
                    help="rescore on this many held-out training images, in neither subset, instead of the val split")
+    p.add_argument("--fill-budget", action=argparse.BooleanOptionalAction, default=False,
+                   help="raise HAQ's top policies into the budget they leave unused before rescoring (not a uniform "
+                        "policy's: one more bit anywhere makes it mixed)")
     p.add_argument("--resume", action=argparse.BooleanOptionalAction, default=True,
                    help="keep each search's episodes in a checkpoint beside the cached reference and resume from "
                         "it (rescoring options do not invalidate it; more --episodes continue it)")
@@ -124,7 +127,7 @@ def main() -> None:
 
     def run_haq(budget_name: str, config: HAQConfig, cost, units) -> dict:  # noqa: ANN001
         t0 = time.perf_counter()
-        config = replace(config, rescore_top=args.rescore_top)
+        config = replace(config, rescore_top=args.rescore_top, fill_budget=args.fill_budget)
         checkpoint = _checkpoint(args, spec, budget_name, config) if args.resume else None
         result = search(units, config, cost, reward_of, original, checkpoint, progress=False, log=print,
                         rescore=rescore)
@@ -221,6 +224,8 @@ def main() -> None:
                 "rescoring": "with rescore_top k > 0: HAQ's k best distinct policies by reward get the final "
                              "fine-tune and are scored on the whole val split, or with rescore_images n on n "
                              "held-out training images in neither subset; the best of them is HAQ's policy",
+                "fill_budget": "with --fill-budget, each of those policies is first raised into the budget it leaves "
+                               "unused (haq.raise_within_budget: one bit at a time, cheapest raise first)",
                 "uniform": "bitfusion rivals: every Pareto-maximal uniform (w, a) in 2..8 that meets the budget, "
                            "plain and with the first and last layer at 8 bits (-ends8)",
                 "final": "every policy: finetune_steps SGD steps (batch 64, momentum 0.9, constant lr) with the "

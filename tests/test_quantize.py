@@ -23,6 +23,7 @@ from tightfit.methods.quantize.haq import (
     decision_units,
     lower_to_budget,
     pinned_layers,
+    raise_within_budget,
     search,
     top_policies,
 )
@@ -155,6 +156,28 @@ def test_keep_ends_holds_the_first_and_last_layer_at_8_bits_through_decisions_an
     assert cost(lowered) <= config.budget
     assert lowered[names[0]] == lowered[names[-1]] == LayerBits(8, 8)
     assert any(b.w_bits < 8 for n, b in lowered.items() if n not in (names[0], names[-1]))
+
+
+def test_filling_the_budget_only_raises_stays_within_it_and_leaves_no_raise_that_fits(model):
+    layers = extract_layers(model, SHAPE)
+    names = [op.name for op in layers]
+    cost = AcceleratorCost(model, SHAPE, get_target("bitfusion"), "latency")
+    units = decision_units(layers, "mixed")
+    odd = {n: LayerBits(3, 3) for n in names}
+    config = HAQConfig(budget=1.02 * cost(odd))
+    pinned = frozenset((names[0],))
+    filled = raise_within_budget(odd, units, cost, config, pinned)
+    assert cost(filled) <= config.budget
+    assert filled[names[0]] == odd[names[0]]
+    assert all(filled[n].w_bits >= 3 and filled[n].a_bits >= 3 for n in names)
+    assert sum(b.w_bits + b.a_bits for b in filled.values()) > 6 * len(names), "2% of slack left unused"
+    for u in units:  # maximal: any one more bit breaks the budget
+        b = filled[u.layers[0]]
+        if u.layers[0] in pinned or (b.w_bits if u.kind == "w" else b.a_bits) == 8:
+            continue
+        more = QuantizationEnv._set(b, u.kind, (b.w_bits if u.kind == "w" else b.a_bits) + 1)
+        assert cost({**filled, u.layers[0]: more}) > config.budget
+    assert raise_within_budget(filled, units, cost, config, pinned) == filled
 
 
 def test_batch_norm_recalibration_takes_the_statistics_of_the_given_batches():

@@ -16,6 +16,11 @@ With `rescore_top` k > 0 and a `rescore` function, the k distinct policies of hi
 again (typically: a longer fine-tune, more images) and the best of them is returned. tightfit's addition,
 for searches whose per-episode reward is a cheap proxy: the best of hundreds of noisy rewards is biased
 upwards (the winner's curse), and a proxy without fine-tuning cannot see which policy recovers best.
+
+With `fill_budget`, those policies are first raised into the budget they leave unused (`raise_within_budget`),
+also tightfit's addition: the lowering stops at the first policy that fits, and the agent's coarse actions
+miss the cheapest precision. Where layers are memory-bound (on Bit Fusion at batch 1, every layer of the
+CIFAR MobileNetV2), the weight bits of a layer with few weights cost almost nothing.
 """
 
 from __future__ import annotations
@@ -53,6 +58,7 @@ class HAQConfig:
     reward_lambda: float = 0.1
     keep_ends: bool = True  # mode "mixed": first and last layer at b_max bits (the released code's habit)
     rescore_top: int = 0  # after the search, rescore the k best distinct policies (0: keep the best reward)
+    fill_budget: bool = False  # after the search, raise the chosen (or rescored) policies into the unused budget
     seed: int = 0
     ddpg: DDPGConfig = field(default_factory=lambda: DDPGConfig(warmup_episodes=20, sigma_decay=0.99))
 
@@ -73,7 +79,7 @@ class HAQConfig:
         """What shapes the episodes, for resuming. Rescoring comes after them, so a finished search can be
         rescored differently without re-running it; and no episode depends on how many follow (the noise
         decays per episode), so asking for more episodes continues a finished search."""
-        return {k: v for k, v in self.to_json().items() if k not in ("rescore_top", "episodes")}
+        return {k: v for k, v in self.to_json().items() if k not in ("rescore_top", "fill_budget", "episodes")}
 
     @classmethod
     def from_json(cls, obj: dict) -> HAQConfig:
@@ -230,6 +236,31 @@ def lower_to_budget(bits: dict[str, LayerBits], units: list[Unit], cost: Cost, c
     return bits
 
 
+def raise_within_budget(bits: dict[str, LayerBits], units: list[Unit], cost: Cost, config: HAQConfig,
+                        pinned: frozenset[str] = frozenset()) -> dict[str, LayerBits]:
+    """The mirror of `lower_to_budget`: add one bit to the unit whose raise costs least (free raises first;
+    ties go to the earlier unit), re-price, and repeat while the policy still fits; never lowers anything.
+    Weight and activation units only: an int8 operator's other choice, fp32, is not a one-bit step."""
+    bits = dict(bits)
+    order = [u for u in units if u.kind in ("w", "a") and u.layers[0] not in pinned]
+    while True:
+        best: tuple[float, dict[str, LayerBits]] | None = None
+        for u in order:
+            current = bits[u.layers[0]]
+            value = current.w_bits if u.kind == "w" else current.a_bits
+            if value >= config.b_max:
+                continue
+            trial = dict(bits)
+            for n in u.layers:
+                trial[n] = QuantizationEnv._set(trial[n], u.kind, value + 1)
+            c = cost(trial)
+            if c <= config.budget and (best is None or c < best[0]):
+                best = (c, trial)
+        if best is None:
+            return bits
+        bits = best[1]
+
+
 @dataclass
 class HAQResult:
     best: dict  # the chosen episode's info: policy, accuracy, cost, reward, episode (and rescored, if rescored)
@@ -249,10 +280,18 @@ def search(units: list[Unit], config: HAQConfig, cost: Cost, evaluate: Evaluate,
         lambda r: {k: r.info[k] for k in ("accuracy", "cost", "lowered", "policy")},
         lambda r: f"accuracy {r.info['accuracy']:.4f}, cost {r.info['cost']:.4g} (budget {config.budget:.4g})",
         checkpoint, progress, log)
+
+    def filled(h: dict) -> dict:
+        if not config.fill_budget:
+            return h
+        bits = raise_within_budget(QuantPolicy.from_json(h["policy"]).bits, units, cost, config, env.pinned)
+        return {**h, "policy": QuantPolicy(bits, config.method).to_json(), "cost": cost(bits),
+                "searched_policy": h["policy"], "searched_cost": h["cost"]}
+
     if config.rescore_top == 0 or rescore is None:
-        return HAQResult(best, history)
+        return HAQResult(filled(best), history)
     scored = []
-    for h in top_policies(history, config.rescore_top):
+    for h in map(filled, top_policies(history, config.rescore_top)):
         scored.append((h, rescore(QuantPolicy.from_json(h["policy"]))))
         if log:
             log(f"HAQ rescoring: episode {h['episode']} (reward {h['reward']:.4f}): {scored[-1][1]:.4f}")
