@@ -17,6 +17,7 @@ import argparse
 import copy
 import time
 from collections import Counter
+from dataclasses import asdict
 
 import torch
 from _cifar import load_cifar, measure_ms
@@ -25,9 +26,8 @@ from _common import write_result
 from tightfit.hardware import CostModel, get_target, profile
 from tightfit.methods.search.costs import space_costs
 from tightfit.methods.search.proxyless import ProxylessSearch, SearchConfig, SearchEpoch
-from tightfit.methods.search.supernet import Supernet
+from tightfit.methods.search.supernet import Supernet, residual_gammas
 from tightfit.models import MobileNet, ModelSpec, build_model
-from tightfit.models.blocks import MBConv
 from tightfit.space import Arch, SearchSpace
 
 TARGETS = ("cpu-ort", "bitfusion")
@@ -42,8 +42,7 @@ def describe(arch: Arch) -> dict:
 def epoch_summary(h: SearchEpoch) -> dict:
     """One epoch of a search's history without its probabilities (the rows keep the final ones): how well the
     supernet was trained is what decides whether the accuracy term asks for capacity."""
-    return {k: getattr(h, k) for k in ("epoch", "phase", "train_loss", "train_acc", "arch_loss", "expected_cost",
-                                      "argmax_arch", "seconds")}
+    return {k: v for k, v in asdict(h).items() if k != "probs"}
 
 
 def main() -> None:
@@ -87,9 +86,8 @@ def main() -> None:
     torch.manual_seed(args.seed)
     warm = Supernet(space).to(memory_format=torch.channels_last)
     if args.residual_init == "one":
-        for m in warm.modules():
-            if isinstance(m, MBConv) and m.residual:
-                torch.nn.init.ones_(m.conv[-1][1].weight)
+        for gamma in residual_gammas(warm):
+            torch.nn.init.ones_(gamma)
     loaders = (data.loader("train", 64, shuffle=True, seed=args.seed),
                data.loader("val", 64, shuffle=True, seed=args.seed + 1))
     warmed = ProxylessSearch(warm, costs["cpu-ort"], SearchConfig(warmup_epochs=args.warmup_epochs, epochs=0,

@@ -173,9 +173,9 @@ def test_filling_the_budget_only_raises_stays_within_it_and_leaves_no_raise_that
     assert sum(b.w_bits + b.a_bits for b in filled.values()) > 6 * len(names), "2% of slack left unused"
     for u in units:  # maximal: any one more bit breaks the budget
         b = filled[u.layers[0]]
-        if u.layers[0] in pinned or (b.w_bits if u.kind == "w" else b.a_bits) == 8:
+        if u.layers[0] in pinned or QuantizationEnv._get(b, u.kind) == 8:
             continue
-        more = QuantizationEnv._set(b, u.kind, (b.w_bits if u.kind == "w" else b.a_bits) + 1)
+        more = QuantizationEnv._set(b, u.kind, QuantizationEnv._get(b, u.kind) + 1)
         assert cost({**filled, u.layers[0]: more}) > config.budget
     assert raise_within_budget(filled, units, cost, config, pinned) == filled
 

@@ -19,8 +19,8 @@ upwards (the winner's curse), and a proxy without fine-tuning cannot see which p
 
 With `fill_budget`, those policies are first raised into the budget they leave unused (`raise_within_budget`),
 also tightfit's addition: the lowering stops at the first policy that fits, and the agent's coarse actions
-miss the cheapest precision. Where layers are memory-bound (on Bit Fusion at batch 1, every layer of the
-CIFAR MobileNetV2), the weight bits of a layer with few weights cost almost nothing.
+miss the cheapest precision. Where a layer is memory-bound on the accelerator model, the weight bits of a
+layer with few weights cost almost nothing.
 """
 
 from __future__ import annotations
@@ -159,6 +159,11 @@ class QuantizationEnv(gym.Env):
         return bits
 
     @staticmethod
+    def _get(b: LayerBits, kind: str) -> int:
+        """The width a unit of `kind` decides ("wa": an operator's, weights and activations alike)."""
+        return b.a_bits if kind == "a" else b.w_bits
+
+    @staticmethod
     def _set(b: LayerBits, kind: str, value: int) -> LayerBits:
         if kind == "w":
             return replace(b, w_bits=value)
@@ -220,8 +225,7 @@ def lower_to_budget(bits: dict[str, LayerBits], units: list[Unit], cost: Cost, c
     while cost(bits) > config.budget:
         changed = False
         for u in order:
-            current = bits[u.layers[0]]
-            value = {"w": current.w_bits, "a": current.a_bits, "wa": current.w_bits}[u.kind]
+            value = QuantizationEnv._get(bits[u.layers[0]], u.kind)
             floor = 8 if u.kind == "wa" else config.b_min
             if value <= floor:
                 continue
@@ -246,8 +250,7 @@ def raise_within_budget(bits: dict[str, LayerBits], units: list[Unit], cost: Cos
     while True:
         best: tuple[float, dict[str, LayerBits]] | None = None
         for u in order:
-            current = bits[u.layers[0]]
-            value = current.w_bits if u.kind == "w" else current.a_bits
+            value = QuantizationEnv._get(bits[u.layers[0]], u.kind)
             if value >= config.b_max:
                 continue
             trial = dict(bits)

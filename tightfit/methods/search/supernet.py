@@ -8,6 +8,7 @@ memory of a training step is that of one compact network (`bench/nas_memory.py`)
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import replace
 
 import torch
@@ -169,9 +170,15 @@ def zero_init_residuals(net: nn.Module) -> None:
     training accuracy after 20 epochs; 31% with this); one fixed path reaches 93% in 6. Starting residual
     candidates as the identity leaves only the stage-opening blocks switching at first.
     """
+    for gamma in residual_gammas(net):
+        nn.init.zeros_(gamma)
+
+
+def residual_gammas(net: nn.Module) -> Iterator[nn.Parameter]:
+    """The last BatchNorm's gamma of every residual candidate: the scale of the branch F in x + F(x)."""
     for m in net.modules():
         if isinstance(m, MBConv) and m.residual:
-            nn.init.zeros_(m.conv[-1][1].weight)
+            yield m.conv[-1][1].weight
 
 
 class Supernet(nn.Module):
