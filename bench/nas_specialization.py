@@ -64,6 +64,9 @@ def main() -> None:
                    help="the residual candidates' last BatchNorm gamma at the start: zero (the library's identity "
                         "start) or one (the released code's). The arch gradient of keeping a block over `zero` is "
                         "<dL/dy, F(x)>, so a branch started at zero says little against the latency term")
+    p.add_argument("--shared-weights", action="store_true",
+                   help="each position's candidates are slices of one block (shared.py), so every step trains all")
+    p.add_argument("--lr", type=float, default=SearchConfig.lr, help="the supernet weights' SGD learning rate")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--tag", default="", help="write nas_specialization-TAG.json (a variant beside the main result)")
     args = p.parse_args()
@@ -84,20 +87,20 @@ def main() -> None:
     targets = {name: lo + args.target_fraction * (hi - lo) for name, (lo, hi) in space_range.items()}
 
     torch.manual_seed(args.seed)
-    warm = Supernet(space).to(memory_format=torch.channels_last)
+    warm = Supernet(space, shared_weights=args.shared_weights).to(memory_format=torch.channels_last)
     if args.residual_init == "one":
         for gamma in residual_gammas(warm):
             torch.nn.init.ones_(gamma)
     loaders = (data.loader("train", 64, shuffle=True, seed=args.seed),
                data.loader("val", 64, shuffle=True, seed=args.seed + 1))
-    warmed = ProxylessSearch(warm, costs["cpu-ort"], SearchConfig(warmup_epochs=args.warmup_epochs, epochs=0,
-                                                                   seed=args.seed), *loaders, log=print).run()
+    warm_config = SearchConfig(warmup_epochs=args.warmup_epochs, epochs=0, lr=args.lr, seed=args.seed)
+    warmed = ProxylessSearch(warm, costs["cpu-ort"], warm_config, *loaders, log=print).run()
     archs, results = {}, {}
     for name in TARGETS:
         net = copy.deepcopy(warm)
         config = SearchConfig(warmup_epochs=0, epochs=args.search_epochs, target=targets[name],
                               loss=args.loss, add_lambda=args.add_lambda, arch_every=args.arch_every,
-                              arch_lr=args.arch_lr, seed=args.seed)
+                              arch_lr=args.arch_lr, lr=args.lr, seed=args.seed)
         results[name] = ProxylessSearch(net, costs[name], config, *loaders, log=print).run()
         archs[name] = results[name].arch
         print(name, archs[name])

@@ -15,7 +15,7 @@ from tightfit.hardware import CostModel, get_target
 from tightfit.methods.search.costs import space_costs
 from tightfit.methods.search.derive import constrained_argmax
 from tightfit.methods.search.proxyless import ProxylessSearch, SearchConfig
-from tightfit.methods.search.supernet import MixedOp, Supernet, Zero
+from tightfit.methods.search.supernet import MixedOp, Supernet, Zero, residual_gammas
 from tightfit.space import Arch, SearchSpace
 
 SPACE = SearchSpace(8, 1, 10, width_mult=0.35)
@@ -224,3 +224,50 @@ def test_candidates_start_aligned_all_computing_the_smallest_ones_function():
 
 def _in_channels(block: torch.nn.Module) -> int:
     return next(m for m in block.modules() if isinstance(m, torch.nn.Conv2d)).in_channels
+
+
+def _trained_shared_net(seed: int = 0) -> Supernet:
+    """A shared-weights supernet after a few random-path steps, with non-trivial residual scales and BN stats."""
+    torch.manual_seed(seed)
+    net = Supernet(SearchSpace(16, 3, 10, width_mult=0.5), shared_weights=True)
+    for gamma in residual_gammas(net):
+        torch.nn.init.normal_(gamma)
+    opt = torch.optim.SGD(net.weights(), lr=0.1)
+    gen = torch.Generator().manual_seed(seed)
+    for _ in range(3):
+        net.sample_single(gen)
+        loss = F.cross_entropy(net(torch.randn(8, 3, 16, 16)), torch.randint(0, 10, (8,)))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return net.eval()
+
+
+def test_shared_candidates_are_slices_of_one_block_and_a_step_on_one_trains_the_others():
+    net = _trained_shared_net()
+    op = net.mixed[1]
+    assert not any(True for c in op.candidates for _ in c.parameters(recurse=False))  # no weights of their own
+    assert sum(p.numel() for p in net.parameters()) < sum(p.numel() for p in Supernet(net.space).parameters()) / 2
+    small = op.choices.index(min((b for b in op.choices if b is not None), key=lambda b: (b.kernel, b.expand)))
+    large = op.choices.index(max((b for b in op.choices if b is not None), key=lambda b: (b.kernel, b.expand)))
+    x = torch.randn(2, op.shared.spec.in_channels, 16, 16)
+    before = op.candidates[small](x).detach()
+    op.candidates[large](x).sum().backward()  # the largest path's gradient reaches the smallest one's slice
+    with torch.no_grad():
+        for p in op.shared.parameters():
+            if p.grad is not None:
+                p -= 0.5 * p.grad
+    assert not torch.allclose(op.candidates[small](x), before)
+
+
+def test_a_shared_weights_derived_network_computes_what_the_supernet_path_did():
+    net = _trained_shared_net(seed=1)
+    gen = torch.Generator().manual_seed(5)
+    net.sample_single(gen)
+    arch = net.arch_of([op.sampled[0] for op in net.mixed])
+    assert len({b.kernel for b in arch.blocks if b is not None}) > 1  # the crop of the kernel is exercised
+    derived = net.derived_network(arch, inherit=True).eval()
+    x = torch.randn(2, 3, 16, 16)
+    with torch.no_grad():
+        assert torch.allclose(net(x), derived(x), atol=1e-5)
+        assert not torch.allclose(net(x), net.derived_network(arch, inherit=False).eval()(x), atol=1e-5)

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from tightfit.methods.search.shared import SharedCandidate, SharedMBConv
 from tightfit.models.blocks import ConvBNAct, MBConv
 from tightfit.models.mobilenet import MobileNet, init_weights
 from tightfit.space.arch import Arch, Block
@@ -65,11 +66,14 @@ class _TwoPathGate(torch.autograd.Function):
 class MixedOp(nn.Module):
     """One block position: candidate paths, their alpha, and the path(s) sampled for the current step."""
 
-    def __init__(self, spec: MBConvSpec, choices: tuple[Block, ...]):
+    def __init__(self, spec: MBConvSpec, choices: tuple[Block, ...], shared: bool = False):
         super().__init__()
         self.choices = choices
+        self.shared = SharedMBConv(spec, choices) if shared else None
         self.candidates = nn.ModuleList(
-            Zero() if c is None else MBConv(replace(spec, kernel=c.kernel, expand=c.expand)) for c in choices)
+            Zero() if c is None
+            else SharedCandidate(self.shared, c) if self.shared is not None
+            else MBConv(replace(spec, kernel=c.kernel, expand=c.expand)) for c in choices)
         self.alpha = nn.Parameter(torch.zeros(len(choices)))
         self.sampled: tuple[int, ...] = (0,)  # one index: weight step; two (active, inactive): arch step
         self.gates: torch.Tensor | None = None
@@ -114,11 +118,21 @@ class MixedOp(nn.Module):
         The larger kernels get the small kernel at their centre and zeros around it; the wider expansions
         get the small one's hidden channels first and zero projection weights for the others. The paths
         still have weights of their own and drift apart as they train; only their starting point is shared.
+        With shared weights the candidates are slices of one block already, and there is nothing to align.
         """
+        if self.shared is not None:
+            return
         mbconvs = [(c, m) for c, m in zip(self.choices, self.candidates, strict=True) if c is not None]
         (_, base), *others = sorted(mbconvs, key=lambda cm: (cm[0].kernel, cm[0].expand))
         for _, other in others:
             _copy_into(base, other)
+
+    def candidate_state(self, block: Block) -> dict[str, torch.Tensor]:
+        """`block`'s weights as a plain MBConv's state dict."""
+        candidate = self.candidates[self.choices.index(block)]
+        if isinstance(candidate, SharedCandidate):
+            return candidate.state_dict_as_mbconv()
+        return candidate.state_dict()
 
     @torch.no_grad()
     def set_alpha_grad(self) -> None:
@@ -182,15 +196,17 @@ def residual_gammas(net: nn.Module) -> Iterator[nn.Parameter]:
 
 
 class Supernet(nn.Module):
-    """Fixed stem, first block and head of the space; a `MixedOp` at every searchable position."""
+    """Fixed stem, first block and head of the space; a `MixedOp` at every searchable position. With
+    `shared_weights`, each position's candidates are slices of one block (`shared.py`)."""
 
-    def __init__(self, space: SearchSpace, dropout: float = 0.0):
+    def __init__(self, space: SearchSpace, dropout: float = 0.0, shared_weights: bool = False):
         super().__init__()
         self.space = space
+        self.shared_weights = shared_weights
         plan = space.plan(space.uniform_arch(space.kernels[0], space.expands[0]))
         self.stem = ConvBNAct(plan.in_channels, plan.stem_channels, 3, plan.stem_stride)
         self.first = MBConv(plan.blocks[0])
-        self.mixed = nn.ModuleList(MixedOp(spec, space.candidates(s, i))
+        self.mixed = nn.ModuleList(MixedOp(spec, space.candidates(s, i), shared_weights)
                                    for spec, (s, i) in zip(space.position_specs(), space.positions(), strict=True))
         self.head = ConvBNAct(plan.blocks[-1].out_channels, plan.head_channels, 1)
         self.pool = nn.AdaptiveAvgPool2d(1)
@@ -244,7 +260,7 @@ class Supernet(nn.Module):
         next(kept).load_state_dict(self.first.state_dict())
         for op, block in zip(self.mixed, (b for stage in arch.stages for b in stage), strict=True):
             if block is not None:
-                next(kept).load_state_dict(op.candidates[op.choices.index(block)].state_dict())
+                next(kept).load_state_dict(op.candidate_state(block))
         net.head.load_state_dict(self.head.state_dict())
         net.classifier.load_state_dict(self.classifier.state_dict())
         return net
