@@ -93,14 +93,16 @@ def main() -> None:
             torch.nn.init.ones_(gamma)
     loaders = (data.loader("train", 64, shuffle=True, seed=args.seed),
                data.loader("val", 64, shuffle=True, seed=args.seed + 1))
-    warm_config = SearchConfig(warmup_epochs=args.warmup_epochs, epochs=0, lr=args.lr, seed=args.seed)
+    warm_config = SearchConfig(warmup_epochs=args.warmup_epochs, epochs=0, lr=args.lr,
+                               shared_weights=args.shared_weights, seed=args.seed)
     warmed = ProxylessSearch(warm, costs["cpu-ort"], warm_config, *loaders, log=print).run()
     archs, results = {}, {}
     for name in TARGETS:
         net = copy.deepcopy(warm)
         config = SearchConfig(warmup_epochs=0, epochs=args.search_epochs, target=targets[name],
                               loss=args.loss, add_lambda=args.add_lambda, arch_every=args.arch_every,
-                              arch_lr=args.arch_lr, lr=args.lr, seed=args.seed)
+                              arch_lr=args.arch_lr, lr=args.lr, shared_weights=args.shared_weights,
+                              seed=args.seed)
         results[name] = ProxylessSearch(net, costs[name], config, *loaders, log=print).run()
         archs[name] = results[name].arch
         print(name, archs[name])

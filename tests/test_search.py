@@ -11,6 +11,7 @@ from torch.nn import functional as F
 
 from tightfit.cli.main import main
 from tightfit.data import BatchLoader, Normalize, TensorSet
+from tightfit.errors import TightfitError
 from tightfit.hardware import CostModel, get_target
 from tightfit.methods.search.costs import space_costs
 from tightfit.methods.search.derive import constrained_argmax
@@ -190,11 +191,13 @@ def test_an_interrupted_search_resumes_at_the_next_epoch(costs, tmp_path):
 
 
 
-def test_tightfit_search_alone_writes_the_architecture_and_a_report(tmp_path, capsys):
+@pytest.mark.parametrize("shared", [False, True])
+def test_tightfit_search_alone_writes_the_architecture_and_a_report(tmp_path, capsys, shared):
     out = tmp_path / "s"
     assert main(["search", "--target", "bitfusion", "--latency", "0.03ms", "--search-warmup", "1",
-                 "--search-epochs", "1", "--out", str(out), "--no-progress"]) == 0
+                 "--search-epochs", "1", "--out", str(out), "--no-progress"] + ["--shared-weights"] * shared) == 0
     found = json.loads((out / "search.json").read_text())
+    assert found["config"]["shared_weights"] is shared
     assert found["target"] == 0.03 and found["metric"] == "latency" and found["cost"] <= 0.03
     SearchSpace(8, 1, 10, width_mult=0.35).validate(Arch.parse(found["arch"]))  # digits' space
     assert found["arch"] in capsys.readouterr().out
@@ -271,3 +274,8 @@ def test_a_shared_weights_derived_network_computes_what_the_supernet_path_did():
     with torch.no_grad():
         assert torch.allclose(net(x), derived(x), atol=1e-5)
         assert not torch.allclose(net(x), net.derived_network(arch, inherit=False).eval()(x), atol=1e-5)
+
+
+def test_a_search_refuses_a_supernet_built_otherwise_than_its_config_says(costs):
+    with pytest.raises(TightfitError, match="shared_weights"):
+        ProxylessSearch(Supernet(SPACE), costs, SearchConfig(shared_weights=True), _loader(), _loader(seed=1))

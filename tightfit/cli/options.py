@@ -51,6 +51,9 @@ def add_search(p: argparse.ArgumentParser) -> None:
     s.add_argument("--arch-lr", type=float, help="Adam learning rate of the architecture parameters")
     s.add_argument("--inherit-weights", action="store_const", const=True,
                    help="retrain the derived network from the supernet's weights instead of from scratch")
+    s.add_argument("--shared-weights", action="store_const", const=True,
+                   help="a block position's candidates share one set of weights (the smaller ones are slices "
+                        "of the largest), so that a short warm-up trains all of them; the paper's are separate")
 
 
 def add_prune(p: argparse.ArgumentParser, flag: str = "--prune") -> None:
@@ -111,7 +114,8 @@ def config_from(args: argparse.Namespace, model: str) -> RunConfig:
                                                   "channels_last")}
     search = {k: getattr(args, a, None) for k, a in (("epochs", "search_epochs"), ("warmup_epochs", "search_warmup"),
                                                      ("loss", "search_loss"), ("arch_lr", "arch_lr"),
-                                                     ("inherit", "inherit_weights"))}
+                                                     ("inherit", "inherit_weights"),
+                                                     ("shared_weights", "shared_weights"))}
     prune = {k: getattr(args, a, None) for k, a in (
         ("ratio", "prune_ratio"), ("mode", "prune_mode"), ("metric", "prune_metric"), ("reward", "prune_reward"),
         ("episodes", "amc_episodes"),

@@ -62,7 +62,7 @@ class SearchStage:
         val = BatchLoader(ctx.val, config.batch_size, ctx.normalize, shuffle=True, seed=cfg.seed + 1, rank=d.rank,
                           world_size=d.world_size, channels_last=channels_last)
         torch.manual_seed(cfg.seed)  # identical supernet on every rank
-        net = Supernet(space)
+        net = Supernet(space, shared_weights=config.shared_weights)
         if channels_last:
             net = net.to(memory_format=torch.channels_last)
         search = ProxylessSearch(net, costs, config, train, val, ctx=d, checkpoint=workdir / "search.pt",

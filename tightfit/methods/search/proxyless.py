@@ -55,6 +55,7 @@ class SearchConfig:
     add_lambda: float = 0.1  # lambda2, on E[cost] / T
     target: float | None = None  # T, in the metric's unit (ms or mJ); None: the initial E[cost] is the reference
     inherit: bool = False  # derived network starts from the supernet's weights (else from scratch)
+    shared_weights: bool = False  # a position's candidates are slices of one block (shared.py), not separate
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -122,6 +123,10 @@ class ProxylessSearch:
     def __init__(self, supernet: Supernet, costs: SpaceCosts, config: SearchConfig, train: BatchLoader,
                  val: BatchLoader, *, ctx: DistContext = DistContext(), checkpoint: Path | None = None,
                  progress: bool = True, log: Callable[[str], None] | None = None):
+        if supernet.shared_weights != config.shared_weights:
+            raise TightfitError(f"the supernet's shared_weights={supernet.shared_weights} differs from the search "
+                                f"config's {config.shared_weights}: build it with Supernet(space, "
+                                "shared_weights=config.shared_weights)")
         self.net = supernet.to(ctx.device)
         self.costs = costs
         self.config = config
