@@ -5,7 +5,7 @@ about each depthwise layer against its neighbours. `summary.bits_by_kind` of `ha
 all layers of a kind, where the many early layers weigh most; this reads the recorded policies and compares
 inside each inverted residual block instead. Nothing is re-measured.
 
-    python bench/haq_depthwise.py [--source haq_cifar]
+    python bench/haq_depthwise.py [--source haq_cifar] [--tag T]
 """
 
 from __future__ import annotations
@@ -51,6 +51,7 @@ def compare(policy: QuantPolicy, kinds: dict[str, str]) -> dict:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--source", default="haq_cifar", help="a haq_cifar result under bench/results, without .json")
+    p.add_argument("--tag", default="", help="write haq_depthwise-TAG.json (for a source beside the main result)")
     args = p.parse_args()
     source = json.loads((RESULTS / f"{args.source}.json").read_text())
     width = source["protocol"].get("width") or next(iter(source["protocol"]["merged_from"].values()))["width"]
@@ -65,7 +66,7 @@ def main() -> None:
                 "difference": "per inverted residual block: depthwise bits - mean bits of the block's pointwise "
                               "convolutions; stem, head and classifier left out"}
     print(json.dumps(summary, indent=1))
-    print(write_result(__file__, protocol, summary, []))
+    print(write_result("haq_depthwise" + (f"-{args.tag}" if args.tag else ""), protocol, summary, []))
 
 
 if __name__ == "__main__":
