@@ -44,32 +44,34 @@ class SharedMBConv(MBConv):
     def hidden_of(self, block: Block) -> int:
         return replace(self.spec, kernel=block.kernel, expand=block.expand, hidden=None).hidden_channels
 
+    def _depthwise_weight(self, kernel: int, hidden: int) -> torch.Tensor:
+        """The first `hidden` channels of the depthwise kernel, cropped to its centre `kernel` x `kernel`."""
+        depthwise = self.conv[1][0]
+        off = (depthwise.kernel_size[0] - kernel) // 2
+        return depthwise.weight[:hidden, :, off:off + kernel, off:off + kernel]
+
     def run(self, x: torch.Tensor, kernel: int, hidden: int) -> torch.Tensor:
         (expand, expand_bn, _), (depthwise, dw_bn, _), (project, project_bn) = self.conv
         y = F.relu6(_bn(F.conv2d(x, expand.weight[:hidden]), expand_bn, hidden, self.training))
-        off = (depthwise.kernel_size[0] - kernel) // 2
-        w = depthwise.weight[:hidden, :, off:off + kernel, off:off + kernel]
-        y = F.conv2d(y, w, stride=depthwise.stride, padding=kernel // 2, groups=hidden)
+        y = F.conv2d(y, self._depthwise_weight(kernel, hidden), stride=depthwise.stride, padding=kernel // 2,
+                     groups=hidden)
         y = F.relu6(_bn(y, dw_bn, hidden, self.training))
         out = _bn(F.conv2d(y, project.weight[:, :hidden]), project_bn, project.weight.shape[0], self.training)
         return x + out if self.residual else out
 
     def state_of(self, kernel: int, hidden: int) -> dict[str, torch.Tensor]:
-        """The candidate's weights as a plain `MBConv`'s state dict (for a derived network)."""
-        off = (self.conv[1][0].kernel_size[0] - kernel) // 2
+        """The candidate's weights as a plain `MBConv`'s state dict (for a derived network): the slices `run`
+        uses; the projection's BatchNorm covers the output channels and is kept whole."""
+        convs = {"conv.0.0.weight": self.conv[0][0].weight[:hidden],
+                 "conv.1.0.weight": self._depthwise_weight(kernel, hidden),
+                 "conv.2.0.weight": self.conv[2][0].weight[:, :hidden]}
         state = {}
         for key, value in self.state_dict().items():
-            layer, part = key.split(".")[1], key.split(".")[-1]
-            if part == "num_batches_tracked":
-                state[key] = value.clone()
-            elif layer == "2" and key.endswith("0.weight"):  # projection: its input channels
-                state[key] = value[:, :hidden].clone()
-            elif layer == "2":  # projection BatchNorm: all output channels
-                state[key] = value.clone()
-            elif layer == "1" and key.endswith("0.weight"):  # depthwise kernel: the centre
-                state[key] = value[:hidden, :, off:off + kernel, off:off + kernel].clone()
-            else:
-                state[key] = value[:hidden].clone()
+            if key in convs:
+                value = convs[key]
+            elif value.dim() == 1 and not key.startswith("conv.2."):  # the hidden layers' BatchNorms
+                value = value[:hidden]
+            state[key] = value.detach().clone()
         return state
 
 
