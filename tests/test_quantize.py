@@ -11,9 +11,10 @@ import pytest
 import torch
 
 from tightfit.errors import TightfitError
-from tightfit.hardware import get_target
+from tightfit.hardware import CostModel, get_target
 from tightfit.hardware.layers import extract_layers
-from tightfit.methods.quantize.costs import AcceleratorCost, SizeCost
+from tightfit.methods.quantize import costs as quantize_costs
+from tightfit.methods.quantize.costs import AcceleratorCost, OrtCost, SizeCost
 from tightfit.methods.quantize.deploy import mixed_int8_onnx, module_path
 from tightfit.methods.quantize.finetune import quantized_accuracy, recalibrate_batch_norm
 from tightfit.methods.quantize.haq import (
@@ -178,6 +179,26 @@ def test_filling_the_budget_only_raises_stays_within_it_and_leaves_no_raise_that
         more = QuantizationEnv._set(b, u.kind, QuantizationEnv._get(b, u.kind) + 1)
         assert cost({**filled, u.layers[0]: more}) > config.budget
     assert raise_within_budget(filled, units, cost, config, pinned) == filled
+
+
+def test_cpu_ort_prices_the_uniform_policies_at_the_model_measured_end_to_end(model, monkeypatch):
+    """A table calibrated for fp32 (as a search leaves it) but not for int8 must not decide int8 against fp32:
+    each precision's operators are scaled to the model's own end-to-end latency at that precision."""
+    measured = {32: 2.0, 8: 1.5}
+    timed = []
+    monkeypatch.setattr(quantize_costs, "measure_networks",
+                        lambda target, plans, bits, *a: timed.append(list(bits)) or [measured[b] for b in bits])
+    cost_model = CostModel(get_target("cpu-ort"), progress=False)
+    cost_model.table.scales[32] = 0.25
+    cost = OrtCost(model, cost_model)
+    all_int8 = {n: LayerBits(8, 8) for layers in cost.operators for n in layers}
+    assert cost(all_int8) == pytest.approx(1.5)
+    assert cost({}) == pytest.approx(2.0)
+    stem_int8 = {n: LayerBits(8, 8) for n in cost.operators[0]}
+    assert cost(stem_int8) == pytest.approx(2.0 - cost.scales[32] * cost.operator_ms[32][0]
+                                            + cost.scales[8] * cost.operator_ms[8][0])
+    assert timed == [[32, 8]]
+    assert OrtCost(model, cost_model, anchor_ms=measured).scales == cost.scales and len(timed) == 1
 
 
 def test_batch_norm_recalibration_takes_the_statistics_of_the_given_batches():

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import random
 import statistics
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from tightfit.hardware.latency import Timing, default_timing, interleaved_latency
 from tightfit.hardware.lut import LookupTable
@@ -120,16 +120,19 @@ def calibrate(target: Target, table: LookupTable, space: SearchSpace, bits: int,
     return fit_scale(table, plans, measured, bits)
 
 
-def measure_networks(target: Target, plans: list[NetworkPlan], bits: int = 32, progress: bool = True,
-                     desc: str = "preparing networks") -> list[float]:
-    """End-to-end latency of each plan's network, all timed together with the table's estimator."""
+def measure_networks(target: Target, plans: list[NetworkPlan], bits: int | Sequence[int] = 32,
+                     progress: bool = True, desc: str = "preparing networks") -> list[float]:
+    """End-to-end latency of each plan's network, all timed together with the table's estimator; `bits` is
+    one precision for all or one per plan."""
     from tqdm import tqdm
 
     from tightfit.models.mobilenet import MobileNet
 
     runtime = target.runtime()
-    fns = [runtime.prepare(MobileNet(p), (p.in_channels, p.resolution, p.resolution), int8=bits == 8)
-           for p in tqdm(plans, desc=desc, unit="net", disable=None if progress else True)]
+    per_plan = [bits] * len(plans) if isinstance(bits, int) else list(bits)
+    fns = [runtime.prepare(MobileNet(p), (p.in_channels, p.resolution, p.resolution), int8=b == 8)
+           for p, b in tqdm(list(zip(plans, per_plan, strict=True)), desc=desc, unit="net",
+                            disable=None if progress else True)]
     with keep_torch_threads():
         return interleaved_latency(fns, default_timing())
 

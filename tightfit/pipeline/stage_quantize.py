@@ -210,5 +210,6 @@ def _predicted(plan: HAQPlan, model: nn.Module, shape: tuple[int, ...], target: 
         c = CostModel(target).of_policy(model, shape, pairs)
         return {"latency_ms": c.latency_ms, "energy_mj": c.energy_mj, "source": c.latency_source}
     if plan.mode == "int8":
-        return {"latency_ms": cost(policy.bits), "energy_mj": None, "source": "lookup table, int8/fp32 per operator"}
+        return {"latency_ms": cost(policy.bits), "energy_mj": None,
+                "source": "lookup table anchored to the model measured end to end, int8/fp32 per operator"}
     return None

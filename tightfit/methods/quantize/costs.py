@@ -5,7 +5,8 @@
     every pair, so that the search's many queries are table look-ups.
   * `SizeCost`: bytes of the quantized weights, b bits per weight plus the codebook (k-means) or the
     scale (linear), and 4 bytes per weight of layers left in floating point.
-  * `OrtCost`: latency (ms) on cpu-ort from the measured lookup table, each operator int8 or fp32.
+  * `OrtCost`: latency (ms) on cpu-ort from the measured lookup table, each operator int8 or fp32, anchored
+    to the model measured end to end at both precisions.
 """
 
 from __future__ import annotations
@@ -19,11 +20,14 @@ from tightfit.errors import TightfitError
 from tightfit.hardware.bitfusion import layer_cost
 from tightfit.hardware.cost import CostModel, operator_index
 from tightfit.hardware.layers import LayerOp, extract_layers
+from tightfit.hardware.ops import plan_ops
+from tightfit.hardware.profile import measure_networks
 from tightfit.hardware.targets import Target
 from tightfit.methods.quantize.policy import FP, LayerBits, quantizable_layers
 from tightfit.models.mobilenet import MobileNet
 
 Bits = Mapping[str, LayerBits]
+PRECISIONS = (32, 8)  # what a cpu-ort operator runs at
 
 
 class AcceleratorCost:
@@ -83,11 +87,16 @@ class SizeCost:
 
 class OrtCost:
     """cpu-ort latency (ms) of a MobileNet-family network from the lookup table, one precision per operator
-    (stem, each block, head): the operator runs int8 when its layers are at 8 bits, else fp32."""
+    (stem, each block, head): the operator runs int8 when its layers are at 8 bits, else fp32.
+
+    The table's entries are each operator timed alone; a network's sum misses by a factor that differs per
+    precision (a table calibrated for fp32 by a search but not for int8 priced all-fp32 below all-int8 on a
+    CPU where it measured dearer). So each precision's operators are scaled to this model measured
+    end to end at that precision: the uniform policies cost what they measure, mixed ones in between."""
 
     unit = "ms"
 
-    def __init__(self, model: nn.Module, cost: CostModel):
+    def __init__(self, model: nn.Module, cost: CostModel, anchor_ms: Mapping[int, float] | None = None):
         if not isinstance(model, MobileNet):
             raise TightfitError("HAQ on cpu-ort prices operators from the lookup table, which lists the search "
                                 "space's networks; for another CNN use bitfusion, a size budget, or measure it")
@@ -95,12 +104,24 @@ class OrtCost:
             raise TightfitError(f"{cost.target.name} has no int8 kernels to choose between")
         self.model, self.cost = model, cost
         self.operators = operator_layers(model)
+        self.operator_ms, self.overhead_ms = {}, 0.0
+        for b in PRECISIONS:
+            self.operator_ms[b], self.overhead_ms = cost.op_costs(plan_ops(model.plan, b, b))
+        self.anchor_ms = dict(anchor_ms) if anchor_ms else self._measure()
+        self.scales = {b: (self.anchor_ms[b] - self.overhead_ms) / sum(self.operator_ms[b]) for b in PRECISIONS}
+
+    def _measure(self) -> dict[int, float]:
+        """The model's end-to-end latency at each precision, timed together (weights do not change it)."""
+        ms = measure_networks(self.cost.target, [self.model.plan] * len(PRECISIONS), PRECISIONS,
+                              self.cost.progress, "anchoring the table to the model")
+        return dict(zip(PRECISIONS, ms, strict=True))
 
     def precisions(self, bits: Bits) -> list[int]:
         return [8 if all(bits.get(n, LayerBits()).w_bits <= 8 for n in layers) else 32 for layers in self.operators]
 
     def __call__(self, bits: Bits) -> float:
-        return self.cost.predict_latency(self.model.plan, self.precisions(bits))
+        return self.overhead_ms + sum(self.scales[p] * self.operator_ms[p][i]
+                                      for i, p in enumerate(self.precisions(bits)))
 
 
 def operator_layers(model: MobileNet) -> list[list[str]]:
