@@ -1,6 +1,7 @@
 """Merges runs of bench/haq_cifar.py on subsets of the budgets (`--budgets`, each in its own
 `haq_cifar-<budgets>.json`) into `haq_cifar.json`: every row tagged with the file it came from, each file's
-protocol kept, the verdicts recomputed over all rows. Nothing is re-measured.
+protocol kept, the verdicts recomputed over all rows. Nothing is re-measured; every part must have quantized
+the same reference network.
 
     python bench/haq_merge.py haq_cifar-bitfusion-latency+bitfusion-energy haq_cifar-size-2bit+size-3bit ...
 """
@@ -28,7 +29,10 @@ def main() -> None:
         repeated = {r["budget"] for r in part["rows"]} & {r["budget"] for r in rows}
         if repeated:
             raise SystemExit(f"{name}.json repeats budgets of an earlier part: {sorted(repeated)}; merge one run each")
-        summary["original_test_acc"] = part["summary"]["original_test_acc"]
+        reference = part["protocol"].get("trained", {}).get("test_acc", part["summary"]["original_test_acc"])
+        if summary.setdefault("original_test_acc", reference) != reference:
+            raise SystemExit(f"{name}.json quantized a reference at {reference:.2%} test, an earlier part one at "
+                             f"{summary['original_test_acc']:.2%}; merge runs on one reference network")
         rows += [{**r, "source": name} for r in part["rows"]]
         summary["rows"] += [{**r, "source": name} for r in part["summary"]["rows"]]
         for key in ("reward_curves", "bits_by_kind", "policies"):
