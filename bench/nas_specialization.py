@@ -15,16 +15,19 @@ from __future__ import annotations
 
 import argparse
 import copy
+import hashlib
+import json
 import time
 from collections import Counter
 from dataclasses import asdict
 
 import torch
-from _cifar import load_cifar, measure_ms
+from _cifar import CIFAR, load_cifar, measure_ms
 from _common import write_result
 
+from tightfit.export.weights import load_weights, save_weights
 from tightfit.hardware import CostModel, get_target, profile
-from tightfit.methods.search.costs import space_costs
+from tightfit.methods.search.costs import SpaceCosts, space_costs
 from tightfit.methods.search.proxyless import ProxylessSearch, SearchConfig, SearchEpoch
 from tightfit.methods.search.supernet import Supernet, residual_gammas
 from tightfit.models import MobileNet, ModelSpec, build_model
@@ -43,6 +46,38 @@ def epoch_summary(h: SearchEpoch) -> dict:
     """One epoch of a search's history without its probabilities (the rows keep the final ones): how well the
     supernet was trained is what decides whether the accuracy term asks for capacity."""
     return {k: v for k, v in asdict(h).items() if k != "probs"}
+
+
+def loaders_of(data, seed: int) -> tuple:  # noqa: ANN001
+    return data.loader("train", 64, shuffle=True, seed=seed), data.loader("val", 64, shuffle=True, seed=seed + 1)
+
+
+def warmed_supernet(args: argparse.Namespace, space: SearchSpace, cost: SpaceCosts,
+                    data) -> tuple[Supernet, list]:  # noqa: ANN001
+    """The target-agnostic warm-up, cached by everything that shapes it (it is most of a run's time, and runs
+    that differ only in how they search share it). Each search then starts from fresh loaders, so a run reads
+    the same batches whether its warm-up was trained or loaded."""
+    key = {k: getattr(args, k) for k in ("train_images", "val_images", "space_width", "warmup_epochs",
+                                         "residual_init", "shared_weights", "lr", "seed")}
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+    weights = CIFAR.parent / "bench-searches" / f"nas-warmup-{digest}.safetensors"
+    history = weights.with_suffix(".json")
+    torch.manual_seed(args.seed)
+    warm = Supernet(space, shared_weights=args.shared_weights).to(memory_format=torch.channels_last)
+    if args.residual_init == "one":
+        for gamma in residual_gammas(warm):
+            torch.nn.init.ones_(gamma)
+    if weights.is_file() and history.is_file():
+        load_weights(warm, weights)
+        print(f"warm-up loaded from {weights} (delete it to retrain)")
+        return warm, json.loads(history.read_text())
+    config = SearchConfig(warmup_epochs=args.warmup_epochs, epochs=0, lr=args.lr,
+                          shared_weights=args.shared_weights, seed=args.seed)
+    result = ProxylessSearch(warm, cost, config, *loaders_of(data, args.seed), log=print).run()
+    weights.parent.mkdir(parents=True, exist_ok=True)
+    save_weights(warm, weights)
+    history.write_text(json.dumps([epoch_summary(h) for h in result.history]))
+    return warm, [epoch_summary(h) for h in result.history]
 
 
 def main() -> None:
@@ -86,19 +121,11 @@ def main() -> None:
     space_range = {name: (c.cheapest(), c.dearest()) for name, c in costs.items()}
     targets = {name: lo + args.target_fraction * (hi - lo) for name, (lo, hi) in space_range.items()}
 
-    torch.manual_seed(args.seed)
-    warm = Supernet(space, shared_weights=args.shared_weights).to(memory_format=torch.channels_last)
-    if args.residual_init == "one":
-        for gamma in residual_gammas(warm):
-            torch.nn.init.ones_(gamma)
-    loaders = (data.loader("train", 64, shuffle=True, seed=args.seed),
-               data.loader("val", 64, shuffle=True, seed=args.seed + 1))
-    warm_config = SearchConfig(warmup_epochs=args.warmup_epochs, epochs=0, lr=args.lr,
-                               shared_weights=args.shared_weights, seed=args.seed)
-    warmed = ProxylessSearch(warm, costs["cpu-ort"], warm_config, *loaders, log=print).run()
+    warm, warm_history = warmed_supernet(args, space, costs["cpu-ort"], data)
     archs, results = {}, {}
     for name in TARGETS:
         net = copy.deepcopy(warm)
+        loaders = loaders_of(data, args.seed)
         config = SearchConfig(warmup_epochs=0, epochs=args.search_epochs, target=targets[name],
                               loss=args.loss, add_lambda=args.add_lambda, arch_every=args.arch_every,
                               arch_lr=args.arch_lr, lr=args.lr, shared_weights=args.shared_weights,
@@ -129,13 +156,14 @@ def main() -> None:
         "bitfusion_net_faster_on_bitfusion": by["bitfusion"]["bitfusion_ms"] < by["cpu-ort"]["bitfusion_ms"],
         "targets": targets,
         "space_range": space_range,
-        "warmup_epochs": [epoch_summary(h) for h in warmed.history],
+        "warmup_epochs": warm_history,
         "mbv2_w1": reference, "bench_minutes": (time.perf_counter() - started) / 60,
     }
     protocol = {**vars(args), "targets": "cheapest + target_fraction x (dearest - cheapest) of the space on each "
                 "target (lookup table / analytic model)",
-                "warm_up": "one shared supernet warm-up on random single paths, then one search per target from its "
-                "weights", "cpu_ort_timing": "end to end, lookup table's estimator"}
+                "warm_up": "one shared supernet warm-up on random single paths (cached by its settings), then "
+                "one search per target from its weights, each with fresh loaders seeded by --seed",
+                "cpu_ort_timing": "end to end, lookup table's estimator"}
     print(write_result("nas_specialization" + (f"-{args.tag}" if args.tag else ""), protocol, summary, rows))
 
 
