@@ -36,6 +36,7 @@ def main() -> None:
     p.add_argument("--seeds", default="0,1,2,3")
     p.add_argument("--budgets", default="bitfusion-latency,bitfusion-energy")
     p.add_argument("--finetune-steps", type=int, help="default: the source run's (smoke runs: fewer)")
+    p.add_argument("--tag", default="", help="write haq_seeds-TAG.json (a variant beside the main result)")
     args = p.parse_args()
     started = time.perf_counter()
     source = json.loads((RESULTS / "haq_cifar.json").read_text())
