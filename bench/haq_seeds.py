@@ -98,7 +98,7 @@ def main() -> None:
                 "finetune_lr": part["finetune_lr"], "calibration": "4 x 64 training images, seed of the source run",
                 "seed": "torch.manual_seed and the training loader's order and augmentation",
                 "test": "all 10,000 test images, PyTorch fake-quantized"}
-    print(write_result("haq_seeds", protocol, summary, rows))
+    print(write_result("haq_seeds" + (f"-{args.tag}" if args.tag else ""), protocol, summary, rows))
 
 
 if __name__ == "__main__":
