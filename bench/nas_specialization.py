@@ -76,8 +76,9 @@ def warmed_supernet(args: argparse.Namespace, space: SearchSpace, cost: SpaceCos
     result = ProxylessSearch(warm, cost, config, *loaders_of(data, args.seed), log=print).run()
     weights.parent.mkdir(parents=True, exist_ok=True)
     save_weights(warm, weights)
-    history.write_text(json.dumps([epoch_summary(h) for h in result.history]))
-    return warm, [epoch_summary(h) for h in result.history]
+    epochs = [epoch_summary(h) for h in result.history]
+    history.write_text(json.dumps(epochs))
+    return warm, epochs
 
 
 def main() -> None:

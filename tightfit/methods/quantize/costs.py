@@ -104,9 +104,9 @@ class OrtCost:
             raise TightfitError(f"{cost.target.name} has no int8 kernels to choose between")
         self.model, self.cost = model, cost
         self.operators = operator_layers(model)
-        self.operator_ms, self.overhead_ms = {}, 0.0
-        for b in PRECISIONS:
-            self.operator_ms[b], self.overhead_ms = cost.op_costs(plan_ops(model.plan, b, b))
+        priced = {b: cost.op_costs(plan_ops(model.plan, b, b)) for b in PRECISIONS}
+        self.operator_ms = {b: ms for b, (ms, _) in priced.items()}
+        self.overhead_ms = priced[32][1]  # the runtime's per-call cost, one for every precision
         self.anchor_ms = dict(anchor_ms) if anchor_ms else self._measure()
         self.scales = {b: (self.anchor_ms[b] - self.overhead_ms) / sum(self.operator_ms[b]) for b in PRECISIONS}
 
