@@ -10,6 +10,7 @@ import torch
 from tightfit.cli.main import main
 from tightfit.errors import TightfitError
 from tightfit.hardware import CostModel, LookupTable, OpKey, get_target, plan_ops, space_ops, target_names
+from tightfit.hardware import fingerprint as fingerprint_mod
 from tightfit.hardware import latency as latency_mod
 from tightfit.hardware import profile as profile_mod
 from tightfit.hardware.profile import ensure_entries
@@ -87,6 +88,19 @@ def test_table_is_cached_per_fingerprint_and_reopened(tmp_path):
     assert ensure_entries(target, again, keys, progress=False) == 0  # nothing left to measure
     other = LookupTable.open({**target.fingerprint(), "threads": 7})
     assert len(other) == 0 and other.path != table.path
+
+
+def test_a_cpu_with_other_vector_extensions_gets_its_own_table(monkeypatch, tmp_path):
+    # one model name, two instruction sets: int8 kernels differ, so a table must not carry over
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("model name\t: AMD EPYC\nflags\t\t: fpu sse avx avx2 fma\n")
+    monkeypatch.setattr(fingerprint_mod, "Path", lambda _path: cpuinfo)
+    avx2 = get_target("cpu-ort").fingerprint()
+    cpuinfo.write_text("model name\t: AMD EPYC\nflags\t\t: fpu sse avx avx2 fma avx512f avx512_vnni\n")
+    vnni = get_target("cpu-ort").fingerprint()
+    assert avx2["device"] == vnni["device"] == "AMD EPYC"
+    assert (avx2["isa"], vnni["isa"]) == ("avx avx2 fma", "avx avx2 fma avx512f avx512_vnni")
+    assert LookupTable.open(avx2).path != LookupTable.open(vnni).path
 
 
 def test_corrupt_cache_is_rebuilt_not_crashed_on(capsys):
