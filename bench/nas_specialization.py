@@ -21,7 +21,9 @@ from __future__ import annotations
 import argparse
 import copy
 import hashlib
+import itertools
 import json
+import re
 import time
 from collections import Counter
 from dataclasses import asdict
@@ -37,6 +39,7 @@ from tightfit.methods.search.proxyless import ProxylessSearch, SearchConfig, Sea
 from tightfit.methods.search.supernet import Supernet, residual_gammas
 from tightfit.models import MobileNet, ModelSpec, build_model
 from tightfit.space import Arch, SearchSpace
+from tightfit.space.arch import MBConvChoice
 
 TARGETS = ("cpu-ort", "bitfusion")
 
@@ -53,12 +56,28 @@ def epoch_summary(h: SearchEpoch) -> dict:
     return {k: v for k, v in asdict(h).items() if k != "probs"}
 
 
+def range_fraction(costs: SpaceCosts, fraction: float) -> float:
+    """Rule fraction: `fraction` of the way from the space's cheapest to its dearest network."""
+    return costs.cheapest() + fraction * (costs.dearest() - costs.cheapest())
+
+
+def reference_arch(space: SearchSpace, reference: str) -> Arch:
+    """Rule reference: the space's network with the MBConv `reference` ("k3e3") at every block, or with several
+    ("k7e3/k3e6") alternating position by position."""
+    blocks = []
+    for op in reference.split("/"):
+        if not (m := re.fullmatch(r"k(\d+)e(\d+)", op)):
+            raise SystemExit(f"--reference {reference}: write blocks as kKeE, e.g. k3e3 or k7e3/k3e6")
+        blocks.append(MBConvChoice(int(m[1]), int(m[2])))
+    cycle = itertools.cycle(blocks)
+    return Arch(tuple(tuple(next(cycle) for _ in range(d)) for d in space.stage_depths))
+
+
 def matching_targets(args: argparse.Namespace, space: SearchSpace, costs: dict[str, SpaceCosts]) -> dict:
     if args.target_rule == "reference":
-        kernel, expand = (int(x) for x in args.reference.lstrip("k").split("e"))
-        reference = space.uniform_arch(kernel, expand)
+        reference = reference_arch(space, args.reference)
         return {name: c.of_arch(space, reference) for name, c in costs.items()}
-    return {name: c.cheapest() + args.target_fraction * (c.dearest() - c.cheapest()) for name, c in costs.items()}
+    return {name: range_fraction(c, args.target_fraction) for name, c in costs.items()}
 
 
 def loaders_of(data, seed: int) -> tuple:  # noqa: ANN001

@@ -20,6 +20,7 @@ import json
 
 import torch
 from _common import RESULTS, write_result
+from nas_specialization import range_fraction, reference_arch
 
 from tightfit.hardware import CostModel, get_target
 from tightfit.methods.search.costs import SpaceCosts, space_costs
@@ -37,11 +38,6 @@ REFERENCES = ("k3e3", "k5e3", "k7e3", "k3e6", "k7e3/k3e6")
 
 def labels(space: SearchSpace) -> list[list[str]]:
     return [[f"k{b.kernel}e{b.expand}" if b else "zero" for b in space.candidates(*pos)] for pos in space.positions()]
-
-
-def reference_indices(reference: str, index: dict[str, int], positions: int) -> list[int]:
-    ops = reference.split("/")
-    return [index[ops[i % len(ops)]] for i in range(positions)]
 
 
 def mean_probs(probs: list[list[float]], names: list[list[str]]) -> dict[str, float]:
@@ -72,10 +68,8 @@ def main() -> None:
     space = SearchSpace(32, 3, 10, width_mult=0.5)
     costs = {t: space_costs(CostModel(get_target(t), progress=False), space) for t in TARGETS}
     ops = labels(space)
-    index = {label: j for j, label in enumerate(ops[0])}
-    rules = {f"fraction-{f}": {t: c.cheapest() + f * (c.dearest() - c.cheapest()) for t, c in costs.items()}
-             for f in FRACTIONS}
-    rules |= {f"reference-{r}": {t: c.of_indices(reference_indices(r, index, len(ops))) for t, c in costs.items()}
+    rules = {f"fraction-{f}": {t: range_fraction(c, f) for t, c in costs.items()} for f in FRACTIONS}
+    rules |= {f"reference-{r}": {t: c.of_arch(space, reference_arch(space, r)) for t, c in costs.items()}
               for r in REFERENCES}
     net = Supernet(space)
     rows = []

@@ -9,14 +9,19 @@ import platform
 from pathlib import Path
 
 
-def cpu_model() -> str:
+def _cpuinfo(*fields: str) -> str | None:
+    """The value of the first /proc/cpuinfo line that starts with one of `fields` (None where unreadable)."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
+            if line.startswith(fields):
                 return line.split(":", 1)[1].strip()
     except OSError:
         pass
-    return platform.processor() or platform.machine()
+    return None
+
+
+def cpu_model() -> str:
+    return _cpuinfo("model name") or platform.processor() or platform.machine()
 
 
 # the instruction-set extensions that decide which kernels a runtime picks: virtual machines often report one
@@ -27,14 +32,8 @@ KERNEL_ISA = ("avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl", "
 
 def cpu_isa() -> str:
     """The kernel-relevant extensions among the CPU's flags (x86 `flags`, Arm `Features`), space-separated."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith(("flags", "Features")):
-                present = set(line.split(":", 1)[1].split())
-                return " ".join(f for f in KERNEL_ISA if f in present)
-    except OSError:
-        pass
-    return ""
+    present = set((_cpuinfo("flags", "Features") or "").split())
+    return " ".join(f for f in KERNEL_ISA if f in present)
 
 
 def runtime_version(runtime: str) -> str:
