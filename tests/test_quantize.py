@@ -28,6 +28,7 @@ from tightfit.methods.quantize.haq import (
     search,
     top_policies,
 )
+from tightfit.methods.quantize.inference import FrozenQuantLayer, inference_copy
 from tightfit.methods.quantize.packing import pack, pack_bits, unpack, unpack_bits
 from tightfit.methods.quantize.policy import (
     Calibration,
@@ -210,6 +211,38 @@ def test_batch_norm_recalibration_takes_the_statistics_of_the_given_batches():
         h = net[0](x)
     assert torch.allclose(net[1].running_mean, h.mean((0, 2, 3)), atol=1e-5)
     assert net[1].momentum == 0.1 and not net.training  # restored for later training, left in eval mode
+
+
+@pytest.mark.parametrize("method", ["linear", "kmeans"])
+def test_the_inference_copy_computes_the_fake_quantized_network_with_batch_norm_folded(model, calibration, method):
+    """Weights-only policies leave nothing to flip, so the copy must agree to float rounding; with 4-bit
+    activations a rounding difference may move a value one level, so only the predictions are compared."""
+    names = quantizable_layers(model)
+    x = torch.randn(64, *SHAPE, generator=torch.Generator().manual_seed(5))
+    weights_only = quantize_model(model, QuantPolicy.uniform(names, 3, 32, method), calibration)
+    frozen = inference_copy(weights_only)
+    assert not any(isinstance(m, QuantLayer) for m in frozen.modules())
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in frozen.modules())  # every one follows a conv
+    with torch.no_grad():
+        expected, got = weights_only(x), frozen(x)
+    assert torch.allclose(got, expected, atol=1e-4, rtol=1e-4)
+    assert not torch.allclose(expected, model(x), atol=1e-2)  # the weights really are quantized
+    both = quantize_model(model, QuantPolicy.uniform(names, 4, 4, method), calibration)
+    with torch.no_grad():
+        agree = (inference_copy(both)(x).argmax(1) == both(x).argmax(1)).float().mean()
+    assert agree >= 0.95
+
+
+def test_the_inference_copy_keeps_the_batch_norm_of_a_layer_left_in_float(model, calibration):
+    names = quantizable_layers(model)
+    q = quantize_model(model, QuantPolicy({n: LayerBits(8, 8) for n in names[1:]}), calibration)
+    frozen = inference_copy(q)
+    stem = dict(frozen.named_modules())[names[0].rpartition(".")[0]]
+    assert isinstance(stem[0], torch.nn.Conv2d) and isinstance(stem[1], torch.nn.BatchNorm2d)
+    assert sum(isinstance(m, FrozenQuantLayer) for m in frozen.modules()) == len(names) - 1
+    x = torch.randn(8, *SHAPE, generator=torch.Generator().manual_seed(6))
+    with torch.no_grad():
+        assert (frozen(x).argmax(1) == q(x).argmax(1)).all()
 
 
 def test_the_packed_file_is_the_reported_size_and_decodes_to_the_quantized_weights(model, calibration, tmp_path):

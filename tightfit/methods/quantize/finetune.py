@@ -10,6 +10,7 @@ from torch import nn
 from torch.nn import functional as F
 from torch.optim.swa_utils import update_bn
 
+from tightfit.methods.quantize.inference import inference_copy
 from tightfit.methods.quantize.policy import Calibration, QuantLayer, QuantPolicy, quantize_model
 
 
@@ -68,12 +69,13 @@ def recalibrate_batch_norm(model: nn.Module, batches: Iterable[tuple[torch.Tenso
 def quantized_accuracy(model: nn.Module, calibration: Calibration, train: Iterable, steps: int, lr: float,
                        accuracy: Callable[[nn.Module], float], bn_batches: int = 0) -> Callable[[QuantPolicy], float]:
     """policy -> accuracy of `model` quantized by it, after `bn_batches` batches of batch-norm re-estimation
-    and `steps` steps of fine-tuning (HAQ's acc_quant). Every call starts again from `model`'s weights and the
-    same batches, so equal policies score equally."""
+    and `steps` steps of fine-tuning (HAQ's acc_quant), scored on its inference copy (weights quantized once,
+    batch norm folded in; bench/haq_reward_speed.py: 1.15-1.18x faster with linear weights, 1.8x k-means). Every call starts again from `model`'s weights and the same
+    batches, so equal policies score equally."""
 
     def evaluate(policy: QuantPolicy) -> float:
         torch.manual_seed(0)
         quantized = recalibrate_batch_norm(quantize_model(model, policy, calibration), train, bn_batches)
-        return accuracy(finetune(quantized, train, steps, lr))
+        return accuracy(inference_copy(finetune(quantized, train, steps, lr)))
 
     return evaluate
