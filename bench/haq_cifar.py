@@ -6,7 +6,8 @@ The MobileNetV2 reference (width 0.5, to fit the hour) is trained on a seeded su
   * size-2bit / size-3bit: weight bytes (k-means codes + codebooks) of uniform k-means at 2 and 3 bits per
     weight (Deep Compression); HAQ picks per-layer weight bits (k-means), activations stay fp32;
   * cpu-ort-latency: halfway between the lookup table's all-int8 and all-fp32 latencies; each operator
-    int8 or fp32; the policies are also exported (ONNX Runtime int8 QDQ) and measured end to end.
+    int8 or fp32; the policies are also exported (ONNX Runtime int8 QDQ) and timed together end to end, and
+    must also meet the half-way budget in that timing's own milliseconds.
 Every policy, HAQ's and the uniform ones, then gets the same straight-through fine-tuning before its test
 accuracy is taken on the whole test set.
 
@@ -204,18 +205,24 @@ def main() -> None:
         add_row("cpu-ort-latency", "int8", all_int8, cost, budget)
         add_row("cpu-ort-latency", "fp32", all_fp32, cost, budget)
         measured = _measure_cpu(models_cpu, cost, data)
+        # the same budget, half way from all-int8 to all-fp32, in this timing's own milliseconds: the table's
+        # anchors were timed minutes earlier, and a shared machine drifts by more than the margins at stake
+        lo_ms, hi_ms = measured["int8"]["measured_ms"], measured["fp32"]["measured_ms"]
         for row in rows:
             if row["budget"] == "cpu-ort-latency":
                 row.update(measured[row["policy"]])
+                row["measured_budget_ms"] = lo_ms + 0.5 * (hi_ms - lo_ms)
+                row["meets_budget_measured"] = row["measured_ms"] <= row["measured_budget_ms"]
 
-    summary = {"rows": [{k: r[k] for k in ("budget", "policy", "meets_budget", "test_acc", "cost", "budget_value",
-                                           "unit")} for r in rows],
+    shown = ("budget", "policy", "meets_budget", "test_acc", "cost", "budget_value", "unit", "measured_ms",
+             "measured_budget_ms", "meets_budget_measured")
+    summary = {"rows": [{k: r[k] for k in shown if k in r} for r in rows],
                "original_test_acc": trained["test_acc"], "original_val_acc": trained["val_acc"],
                "original_reward_val_acc": original,
                "reward_curves": curves, "bits_by_kind": {b: _bits_by_kind(policies[b], layers) for b in policies},
                "policies": {b: policy.to_json() for b, policy in policies.items()}}
     summary["verdicts"] = verdicts_of(rows)
-    summary["goal_met"] = all(v["haq_at_least_as_accurate"] for v in summary["verdicts"].values())
+    summary["goal_met"] = goal_met(summary["verdicts"])
     summary["bench_minutes"] = (time.perf_counter() - started) / 60
     protocol = {**vars(args), "model": spec.to_json(), "trained": trained,
                 "data": "CIFAR-10 JPEG copy (../shared/data), seeded stratified subsets; test: all 10,000",
@@ -239,17 +246,29 @@ def main() -> None:
 
 
 def verdicts_of(rows: list[dict]) -> dict:
-    """Per budget: HAQ's test accuracy against the best uniform policy that meets the same budget."""
+    """Per budget: HAQ's test accuracy against the best uniform policy that meets the same budget, and whether
+    HAQ's own policy meets it; where policies were also measured, a policy meets the budget only if it does
+    both as the cost model prices it and as measured."""
+    def meets(r: dict) -> bool:
+        return r["meets_budget"] and r.get("meets_budget_measured", True)
+
     verdicts = {}
     for budget_name in dict.fromkeys(r["budget"] for r in rows):
         mine = [r for r in rows if r["budget"] == budget_name]
         h = next(r for r in mine if r["policy"] == "haq")
-        rivals = [r for r in mine if r["policy"] != "haq" and r["meets_budget"]]
+        rivals = [r for r in mine if r["policy"] != "haq" and meets(r)]
         best = max(rivals, key=lambda r: r["test_acc"]) if rivals else None
         verdicts[budget_name] = {"haq_test_acc": h["test_acc"], "best_uniform": best and best["policy"],
                                  "best_uniform_test_acc": best and best["test_acc"],
-                                 "haq_at_least_as_accurate": best is None or h["test_acc"] >= best["test_acc"]}
+                                 "haq_at_least_as_accurate": best is None or h["test_acc"] >= best["test_acc"],
+                                 "haq_meets_budget": meets(h)}
     return verdicts
+
+
+def goal_met(verdicts: dict) -> bool:
+    """The issue's goal: in every row, HAQ meets the budget and is at least as accurate as every uniform policy
+    that does."""
+    return all(v["haq_at_least_as_accurate"] and v["haq_meets_budget"] for v in verdicts.values())
 
 
 def _checkpoint(args: argparse.Namespace, spec: ModelSpec, budget_name: str, config: HAQConfig) -> Path:
