@@ -3,13 +3,14 @@
 protocol kept, the verdicts recomputed over all rows. Nothing is re-measured; every part must have quantized
 the same reference network.
 
-    python bench/haq_merge.py haq_cifar-bitfusion-latency+bitfusion-energy haq_cifar-size-2bit+size-3bit ...
+    python bench/haq_merge.py haq_cifar-bitfusion-latency+bitfusion-energy haq_cifar-size-2bit+size-3bit ... [--tag T]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import time
 
 from _common import RESULTS, write_result
 from haq_cifar import goal_met, verdicts_of
@@ -18,9 +19,10 @@ from haq_cifar import goal_met, verdicts_of
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("parts", nargs="+", help="result names under bench/results, without .json")
+    p.add_argument("--tag", default="", help="write haq_cifar-TAG.json, beside the main result, not over it")
     args = p.parse_args()
     protocols, summary = {}, {"rows": [], "reward_curves": {}, "bits_by_kind": {}, "policies": {}}
-    rows = []
+    rows, spans = [], []
     for name in args.parts:
         part = json.loads((RESULTS / f"{name}.json").read_text())
         if part["summary"].get("partial"):
@@ -37,9 +39,22 @@ def main() -> None:
         summary["rows"] += [{**r, "source": name} for r in part["summary"]["rows"]]
         for key in ("reward_curves", "bits_by_kind", "policies"):
             summary[key].update(part["summary"].get(key, {}))
+        spans.append(_span(part))
     summary["verdicts"] = verdicts_of(rows)
+    if all(spans):  # parts run side by side (one per core) take the wall time from the first start to the last end
+        summary["wall_minutes"] = (max(end for _, end in spans) - min(start for start, _ in spans)) / 60
+        summary["process_minutes"] = sum(end - start for start, end in spans) / 60
     summary["goal_met"] = goal_met(summary["verdicts"])
-    print(write_result("haq_cifar", {"merged_from": protocols}, summary, rows))
+    print(write_result("haq_cifar" + (f"-{args.tag}" if args.tag else ""), {"merged_from": protocols}, summary, rows))
+
+
+def _span(part: dict) -> tuple[float, float] | None:
+    """(start, end) in epoch seconds of a part's run: it is written at its end, after bench_minutes."""
+    minutes = part["summary"].get("bench_minutes")
+    if minutes is None:
+        return None
+    end = time.mktime(time.strptime(part["date"], "%Y-%m-%d %H:%M:%S"))
+    return end - 60 * minutes, end
 
 
 if __name__ == "__main__":

@@ -1,12 +1,12 @@
-"""Fine-tuning seeds: are HAQ's Bit Fusion losses to uniform w4a4 bigger than the fine-tune's own luck?
+"""Fine-tuning seeds: is HAQ's margin over its best uniform rival bigger than the fine-tune's own luck?
 
-haq_cifar.py fine-tunes every policy once (seed 0). This takes the policies recorded in haq_cifar.json
-(nothing is searched again): for each chosen budget, HAQ's policy and the best uniform rival, each quantized
-with the same calibration and fine-tuned with several seeds (data order, augmentation, torch's RNG), then
-tested on the whole test set. Seed 0 repeats haq_cifar.py's own fine-tune, so its figures must equal the
+haq_cifar.py fine-tunes every policy once (seed 0). This takes the policies recorded in haq_cifar.json or
+`--source` (nothing is searched again): for each chosen budget, HAQ's policy and the best uniform rival, each
+quantized with the same calibration and fine-tuned with several seeds (data order, augmentation, torch's
+RNG), then tested on the whole test set. Seed 0 repeats haq_cifar.py's own fine-tune, so its figures must equal the
 file's (`summary.seed0_reproduces`).
 
-    python bench/haq_seeds.py [--seeds 0,1,2,3] [--budgets bitfusion-latency,bitfusion-energy]
+    python bench/haq_seeds.py [--seeds 0,1,2,3] [--budgets bitfusion-latency,bitfusion-energy] [--source NAME]
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from haq_cifar import uniform_bits
 
 from tightfit.hardware.layers import extract_layers
 from tightfit.methods.quantize.finetune import finetune
-from tightfit.methods.quantize.policy import Calibration, QuantPolicy, quantize_model
+from tightfit.methods.quantize.policy import FP, Calibration, LayerBits, QuantPolicy, quantize_model
 from tightfit.models import ModelSpec
 from tightfit.train import evaluate
 
@@ -36,17 +36,22 @@ def main() -> None:
     p.add_argument("--seeds", default="0,1,2,3")
     p.add_argument("--budgets", default="bitfusion-latency,bitfusion-energy")
     p.add_argument("--finetune-steps", type=int, help="default: the source run's (smoke runs: fewer)")
+    p.add_argument("--source", default="haq_cifar", help="the haq_cifar result (merged or one run) to take from")
     p.add_argument("--tag", default="", help="write haq_seeds-TAG.json (a variant beside the main result)")
     args = p.parse_args()
     started = time.perf_counter()
-    source = json.loads((RESULTS / "haq_cifar.json").read_text())
+    source = json.loads((RESULTS / f"{args.source}.json").read_text())
     verdicts, rows_of = source["summary"]["verdicts"], source["rows"]
     budgets = args.budgets.split(",")
     if missing := [b for b in budgets if b not in source["summary"]["policies"]]:
-        raise SystemExit(f"haq_cifar.json has no recorded HAQ policy for {missing}; rerun haq_cifar.py for them")
-    part = source["protocol"]["merged_from"][next(r["source"] for r in rows_of if r["budget"] == budgets[0])]
-    if any(source["protocol"]["merged_from"][r["source"]]["finetune_steps"] != part["finetune_steps"]
-           for r in rows_of if r["budget"] in budgets):
+        raise SystemExit(f"{args.source}.json has no recorded HAQ policy for {missing}; rerun haq_cifar.py for them")
+    merged = source["protocol"].get("merged_from")
+
+    def protocol_of(row: dict) -> dict:
+        return merged[row["source"]] if merged else source["protocol"]
+
+    part = protocol_of(next(r for r in rows_of if r["budget"] == budgets[0]))
+    if any(protocol_of(r)["finetune_steps"] != part["finetune_steps"] for r in rows_of if r["budget"] in budgets):
         raise SystemExit("the chosen budgets were fine-tuned differently; compare them one at a time")
     steps = part["finetune_steps"] if args.finetune_steps is None else args.finetune_steps
 
@@ -63,8 +68,7 @@ def main() -> None:
     for budget in budgets:
         policies[f"haq@{budget}"] = QuantPolicy.from_json(source["summary"]["policies"][budget])
         rival = verdicts[budget]["best_uniform"]
-        w, a, ends8 = re.fullmatch(r"w(\d)a(\d)(-ends8)?", rival).groups()
-        policies[rival] = QuantPolicy(uniform_bits(names, int(w), int(a), bool(ends8)))
+        policies[rival] = uniform_policy(rival, names)
     seeds = [int(s) for s in args.seeds.split(",")]
     rows = []
     for name, policy in policies.items():
@@ -93,12 +97,22 @@ def main() -> None:
             reproduces &= mine[seeds.index(0)] == file_acc["haq"] and theirs[seeds.index(0)] == file_acc[rival]
     summary["seed0_reproduces"] = reproduces if 0 in seeds and steps == part["finetune_steps"] else None
     summary["bench_minutes"] = (time.perf_counter() - started) / 60
-    protocol = {**vars(args), "policies": "as recorded in haq_cifar.json (HAQ's chosen policy per budget and the "
+    protocol = {**vars(args), "policies": f"as recorded in {args.source}.json (HAQ's chosen policy per budget and the "
                 "best uniform rival that meets it)", "finetune_steps": steps,
                 "finetune_lr": part["finetune_lr"], "calibration": "4 x 64 training images, seed of the source run",
                 "seed": "torch.manual_seed and the training loader's order and augmentation",
                 "test": "all 10,000 test images, PyTorch fake-quantized"}
     print(write_result("haq_seeds" + (f"-{args.tag}" if args.tag else ""), protocol, summary, rows))
+
+
+def uniform_policy(name: str, names: list[str]) -> QuantPolicy:
+    """A uniform rival by its haq_cifar name: wWaA[-ends8] (Bit Fusion), kmeans-Bbit (size), int8 (cpu-ort)."""
+    if name == "int8":
+        return QuantPolicy({n: LayerBits(8, 8) for n in names})
+    if match := re.fullmatch(r"kmeans-(\d)bit", name):
+        return QuantPolicy({n: LayerBits(int(match.group(1)), FP) for n in names}, "kmeans")
+    w, a, ends8 = re.fullmatch(r"w(\d)a(\d)(-ends8)?", name).groups()
+    return QuantPolicy(uniform_bits(names, int(w), int(a), bool(ends8)))
 
 
 if __name__ == "__main__":
