@@ -185,21 +185,48 @@ def test_filling_the_budget_only_raises_stays_within_it_and_leaves_no_raise_that
 def test_cpu_ort_prices_the_uniform_policies_at_the_model_measured_end_to_end(model, monkeypatch):
     """A table calibrated for fp32 (as a search leaves it) but not for int8 must not decide int8 against fp32:
     each precision's operators are scaled to the model's own end-to-end latency at that precision."""
-    measured = {32: 2.0, 8: 1.5}
-    timed = []
-    monkeypatch.setattr(quantize_costs, "measure_networks",
-                        lambda target, plans, bits, *a: timed.append(list(bits)) or [measured[b] for b in bits])
     cost_model = CostModel(get_target("cpu-ort"), progress=False)
     cost_model.table.scales[32] = 0.25
+    timed = []
+
+    def measure(self):  # noqa: ANN001, ANN202
+        timed.append(list(self.anchors))
+        return {"fp32": 2.0, "int8": 1.5, "alternate-even": 1.75, "alternate-odd": 1.75}
+
+    monkeypatch.setattr(OrtCost, "_measure", measure)
     cost = OrtCost(model, cost_model)
     all_int8 = {n: LayerBits(8, 8) for layers in cost.operators for n in layers}
     assert cost(all_int8) == pytest.approx(1.5)
     assert cost({}) == pytest.approx(2.0)
-    stem_int8 = {n: LayerBits(8, 8) for n in cost.operators[0]}
-    assert cost(stem_int8) == pytest.approx(2.0 - cost.scales[32] * cost.operator_ms[32][0]
-                                            + cost.scales[8] * cost.operator_ms[8][0])
-    assert timed == [[32, 8]]
-    assert OrtCost(model, cost_model, anchor_ms=measured).scales == cost.scales and len(timed) == 1
+    assert timed == [["fp32", "int8", "alternate-even", "alternate-odd"]]
+    again = OrtCost(model, cost_model, anchor_ms=cost.anchor_ms)
+    assert again.scales == cost.scales and len(timed) == 1
+
+
+def test_cpu_ort_charges_each_change_of_precision_by_the_alternating_anchors(model, monkeypatch):
+    """Alternating policies measured above what their operators cost fit a price per element of the tensors
+    where the precision changes; a policy with more changes then costs more than one with the same operators
+    int8 in one run, and the uniform policies still cost what they measured."""
+    cost_model = CostModel(get_target("cpu-ort"), progress=False)
+    n = len(quantize_costs.operator_layers(model))
+    free = OrtCost(model, cost_model, anchor_ms={"fp32": 2.0, "int8": 1.5, "alternate-even": 0.0,
+                                                 "alternate-odd": 0.0})
+    assert free.ms_per_changed_element == 0.0  # measured below the operators' price: no negative charge
+    price = 2e-6  # ms per element
+    anchors = {"fp32": 2.0, "int8": 1.5}
+    for name, p in quantize_costs.anchor_policies(n).items():
+        if name not in anchors:
+            anchors[name] = free.of_precisions(p) + price * free._changed_elements(p)
+    cost = OrtCost(model, cost_model, anchor_ms=anchors)
+    assert cost.ms_per_changed_element == pytest.approx(price)
+    assert cost.of_precisions([8] * n) == pytest.approx(1.5) and cost.of_precisions([32] * n) == pytest.approx(2.0)
+    half = n // 2
+    runs = [8] * half + [32] * (n - half)
+    scattered = sorted(range(n), key=lambda i: (i % 2, i))[:half]  # the same count of int8 operators, apart
+    scattered_p = [8 if i in scattered else 32 for i in range(n)]
+    assert cost.of_precisions(scattered_p) - free.of_precisions(scattered_p) == pytest.approx(
+        price * cost._changed_elements(scattered_p))
+    assert cost._changed_elements(scattered_p) > cost._changed_elements(runs)
 
 
 def test_batch_norm_recalibration_takes_the_statistics_of_the_given_batches():

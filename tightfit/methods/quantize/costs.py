@@ -6,7 +6,7 @@
   * `SizeCost`: bytes of the quantized weights, b bits per weight plus the codebook (k-means) or the
     scale (linear), and 4 bytes per weight of layers left in floating point.
   * `OrtCost`: latency (ms) on cpu-ort from the measured lookup table, each operator int8 or fp32, anchored
-    to the model measured end to end at both precisions.
+    to the model measured end to end at both precisions, plus what each change of precision costs.
 """
 
 from __future__ import annotations
@@ -19,10 +19,12 @@ from torch import nn
 from tightfit.errors import TightfitError
 from tightfit.hardware.bitfusion import layer_cost
 from tightfit.hardware.cost import CostModel, operator_index
+from tightfit.hardware.latency import default_timing, interleaved_latency
 from tightfit.hardware.layers import LayerOp, extract_layers
 from tightfit.hardware.ops import plan_ops
-from tightfit.hardware.profile import measure_networks
+from tightfit.hardware.runtime_torch import keep_torch_threads
 from tightfit.hardware.targets import Target
+from tightfit.methods.quantize.deploy import mixed_int8_onnx
 from tightfit.methods.quantize.policy import FP, LayerBits, quantizable_layers
 from tightfit.models.mobilenet import MobileNet
 
@@ -92,11 +94,17 @@ class OrtCost:
     The table's entries are each operator timed alone; a network's sum misses by a factor that differs per
     precision (a table calibrated for fp32 by a search but not for int8 priced all-fp32 below all-int8 on a
     CPU where it measured dearer). So each precision's operators are scaled to this model measured
-    end to end at that precision: the uniform policies cost what they measure, mixed ones in between."""
+    end to end at that precision: the uniform policies cost what they measure.
+
+    No table entry holds what a change of precision between two operators costs: ONNX Runtime quantizes or
+    dequantizes the tensor between them. On this CPU a policy alternating int8 and fp32 every operator
+    measured nearly as slow as all-fp32 (bench/results/ort_mixed_cost.json), so each change costs its
+    tensor's elements times a per-element price, fitted to the two alternating policies timed together
+    with the uniform ones."""
 
     unit = "ms"
 
-    def __init__(self, model: nn.Module, cost: CostModel, anchor_ms: Mapping[int, float] | None = None):
+    def __init__(self, model: nn.Module, cost: CostModel, anchor_ms: Mapping[str, float] | None = None):
         if not isinstance(model, MobileNet):
             raise TightfitError("HAQ on cpu-ort prices operators from the lookup table, which lists the search "
                                 "space's networks; for another CNN use bitfusion, a size budget, or measure it")
@@ -104,24 +112,62 @@ class OrtCost:
             raise TightfitError(f"{cost.target.name} has no int8 kernels to choose between")
         self.model, self.cost = model, cost
         self.operators = operator_layers(model)
+        keys = plan_ops(model.plan)
+        # the tensor between operator i and i + 1 is operator i + 1's input
+        self.boundary_elements = [k.in_channels * k.in_resolution**2 for k in keys[1:]]
         priced = {b: cost.op_costs(plan_ops(model.plan, b, b)) for b in PRECISIONS}
         self.operator_ms = {b: ms for b, (ms, _) in priced.items()}
         self.overhead_ms = priced[32][1]  # the runtime's per-call cost, one for every precision
+        self.anchors = anchor_policies(len(self.operators))
         self.anchor_ms = dict(anchor_ms) if anchor_ms else self._measure()
-        self.scales = {b: (self.anchor_ms[b] - self.overhead_ms) / sum(self.operator_ms[b]) for b in PRECISIONS}
+        self.scales = {b: (self.anchor_ms[UNIFORM[b]] - self.overhead_ms) / sum(self.operator_ms[b])
+                       for b in PRECISIONS}
+        self.ms_per_changed_element = self._fit_changes()
 
-    def _measure(self) -> dict[int, float]:
-        """The model's end-to-end latency at each precision, timed together (weights do not change it)."""
-        ms = measure_networks(self.cost.target, [self.model.plan] * len(PRECISIONS), PRECISIONS,
-                              self.cost.progress, "anchoring the table to the model")
-        return dict(zip(PRECISIONS, ms, strict=True))
+    def _measure(self) -> dict[str, float]:
+        """The anchor policies exported as they are deployed (`mixed_int8_onnx`) and timed together."""
+        from tqdm import tqdm
+
+        runtime = self.cost.target.runtime()
+        plan = self.model.plan
+        shape = (plan.in_channels, plan.resolution, plan.resolution)
+        fns = [runtime.prepare_onnx(mixed_int8_onnx(self.model, precisions, shape, None), shape)
+               for precisions in tqdm(list(self.anchors.values()), desc="anchoring the table to the model",
+                                      unit="net", disable=None if self.cost.progress else True)]
+        with keep_torch_threads():
+            return dict(zip(self.anchors, interleaved_latency(fns, default_timing()), strict=True))
+
+    def _fit_changes(self) -> float:
+        """Least squares through the origin: what the alternating anchors measured beyond the operators'
+        price, against the elements of the tensors at their changes of precision (never negative)."""
+        pairs = [(self.anchor_ms[name] - self._operators_ms(p), self._changed_elements(p))
+                 for name, p in self.anchors.items() if name not in UNIFORM.values()]
+        return max(0.0, sum(x * e for x, e in pairs) / sum(e * e for _, e in pairs))
+
+    def _operators_ms(self, precisions: list[int]) -> float:
+        return self.overhead_ms + sum(self.scales[p] * self.operator_ms[p][i] for i, p in enumerate(precisions))
+
+    def _changed_elements(self, precisions: list[int]) -> int:
+        return sum(e for e, a, b in zip(self.boundary_elements, precisions, precisions[1:], strict=False) if a != b)
 
     def precisions(self, bits: Bits) -> list[int]:
         return [8 if all(bits.get(n, LayerBits()).w_bits <= 8 for n in layers) else 32 for layers in self.operators]
 
+    def of_precisions(self, precisions: list[int]) -> float:
+        return self._operators_ms(precisions) + self.ms_per_changed_element * self._changed_elements(precisions)
+
     def __call__(self, bits: Bits) -> float:
-        return self.overhead_ms + sum(self.scales[p] * self.operator_ms[p][i]
-                                      for i, p in enumerate(self.precisions(bits)))
+        return self.of_precisions(self.precisions(bits))
+
+
+UNIFORM = {32: "fp32", 8: "int8"}  # the anchors that set each precision's scale
+
+
+def anchor_policies(n_ops: int) -> dict[str, list[int]]:
+    """What OrtCost times end to end: both uniform policies, and int8 on every other operator both ways."""
+    return {"fp32": [32] * n_ops, "int8": [8] * n_ops,
+            "alternate-even": [8 if i % 2 == 0 else 32 for i in range(n_ops)],
+            "alternate-odd": [8 if i % 2 else 32 for i in range(n_ops)]}
 
 
 def operator_layers(model: MobileNet) -> list[list[str]]:

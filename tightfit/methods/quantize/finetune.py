@@ -70,8 +70,8 @@ def quantized_accuracy(model: nn.Module, calibration: Calibration, train: Iterab
                        accuracy: Callable[[nn.Module], float], bn_batches: int = 0) -> Callable[[QuantPolicy], float]:
     """policy -> accuracy of `model` quantized by it, after `bn_batches` batches of batch-norm re-estimation
     and `steps` steps of fine-tuning (HAQ's acc_quant), scored on its inference copy (weights quantized once,
-    batch norm folded in; bench/haq_reward_speed.py: 1.15-1.18x faster with linear weights, 1.8x k-means). Every call starts again from `model`'s weights and the same
-    batches, so equal policies score equally."""
+    batch norm folded in; bench/haq_reward_speed.py: 1.15-1.18x faster with linear weights, 1.8x k-means).
+    Every call starts again from `model`'s weights and the same batches, so equal policies score equally."""
 
     def evaluate(policy: QuantPolicy) -> float:
         torch.manual_seed(0)
