@@ -20,6 +20,8 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("parts", nargs="+", help="result names under bench/results, without .json")
     p.add_argument("--tag", default="", help="write haq_cifar-TAG.json, beside the main result, not over it")
+    p.add_argument("--side-by-side", action="store_true",
+                   help="the parts ran at once, one per core: record the wall time (first start to last end)")
     args = p.parse_args()
     protocols, summary = {}, {"rows": [], "reward_curves": {}, "bits_by_kind": {}, "policies": {}}
     rows, spans = [], []
@@ -41,7 +43,7 @@ def main() -> None:
             summary[key].update(part["summary"].get(key, {}))
         spans.append(_span(part))
     summary["verdicts"] = verdicts_of(rows)
-    if all(spans):  # parts run side by side (one per core) take the wall time from the first start to the last end
+    if args.side_by_side and all(spans):
         summary["wall_minutes"] = (max(end for _, end in spans) - min(start for start, _ in spans)) / 60
         summary["process_minutes"] = sum(end - start for start, end in spans) / 60
     summary["goal_met"] = goal_met(summary["verdicts"])
