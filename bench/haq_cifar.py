@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import re
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -34,12 +35,13 @@ from tightfit.methods.quantize.costs import AcceleratorCost, OrtCost, SizeCost, 
 from tightfit.methods.quantize.deploy import mixed_int8_onnx
 from tightfit.methods.quantize.finetune import finetune, quantized_accuracy
 from tightfit.methods.quantize.haq import HAQConfig, decision_units, search
-from tightfit.methods.quantize.policy import Calibration, LayerBits, QuantPolicy, quantize_model
+from tightfit.methods.quantize.policy import FP, Calibration, LayerBits, QuantPolicy, quantize_model
 from tightfit.methods.rl.ddpg import DDPGConfig
 from tightfit.models import ModelSpec
 from tightfit.train import evaluate
 
 SHAPE = (3, 32, 32)
+ORT_BUDGET_FRACTION = 0.5  # cpu-ort: the budget's place from all-int8 (0) to all-fp32 (1)
 BUDGETS = ("bitfusion-latency", "bitfusion-energy", "size-2bit", "size-3bit", "cpu-ort-latency")
 
 
@@ -50,6 +52,16 @@ def uniform_bits(names: list[str], w: int, a: int, ends8: bool) -> dict[str, Lay
     if ends8:
         bits[names[0]] = bits[names[-1]] = LayerBits(8, 8)
     return bits
+
+
+def uniform_policy(name: str, names: list[str]) -> QuantPolicy:
+    """A uniform policy by its row name: wWaA[-ends8] (Bit Fusion), kmeans-Bbit (size), int8 or fp32 (cpu-ort)."""
+    if name in ("int8", "fp32"):
+        return QuantPolicy({n: LayerBits(8, 8) if name == "int8" else LayerBits() for n in names})
+    if match := re.fullmatch(r"kmeans-(\d)bit", name):
+        return QuantPolicy({n: LayerBits(int(match.group(1)), FP) for n in names}, "kmeans")
+    w, a, ends8 = re.fullmatch(r"w(\d)a(\d)(-ends8)?", name).groups()
+    return QuantPolicy(uniform_bits(names, int(w), int(a), bool(ends8)))
 
 
 def maximal_uniform(cost, names: list[str], budget: float, ends8: bool) -> list[tuple[int, int]]:  # noqa: ANN001
@@ -171,8 +183,8 @@ def main() -> None:
         add_row(budget_name, "haq", haq.pop("policy_obj"), cost, budget, haq)
         for ends8 in (False, True):
             for w, a in maximal_uniform(cost, names, budget, ends8):
-                add_row(budget_name, f"w{w}a{a}" + ("-ends8" if ends8 else ""),
-                        QuantPolicy(uniform_bits(names, w, a, ends8)), cost, budget)
+                rival = f"w{w}a{a}" + ("-ends8" if ends8 else "")
+                add_row(budget_name, rival, uniform_policy(rival, names), cost, budget)
 
         _partial(out, args, rows)
 
@@ -182,7 +194,7 @@ def main() -> None:
         if budget_name not in chosen:
             continue
         cost = SizeCost(model, SHAPE, "kmeans")
-        uniform = QuantPolicy({n: LayerBits(avg, 32) for n in names}, "kmeans")
+        uniform = uniform_policy(f"kmeans-{avg}bit", names)
         budget = cost(uniform.bits)
         config = HAQConfig(budget=budget, mode="weights", method="kmeans", b_min=args.size_bmin,
                            episodes=args.episodes, seed=args.seed, ddpg=ddpg)
@@ -195,10 +207,9 @@ def main() -> None:
         cpu = CostModel(get_target("cpu-ort"), progress=False)
         cost = OrtCost(model, cpu)
         groups = operator_layers(model)
-        all_int8 = QuantPolicy({n: LayerBits(8, 8) for g in groups for n in g})
-        all_fp32 = QuantPolicy({n: LayerBits() for n in names})
+        all_int8, all_fp32 = uniform_policy("int8", names), uniform_policy("fp32", names)
         lo, hi = cost(all_int8.bits), cost(all_fp32.bits)
-        budget = lo + 0.5 * (hi - lo)
+        budget = lo + ORT_BUDGET_FRACTION * (hi - lo)
         config = HAQConfig(budget=budget, mode="int8", episodes=args.episodes, seed=args.seed, ddpg=ddpg)
         haq = run_haq("cpu-ort-latency", config, cost, decision_units(layers, "int8", groups))
         add_row("cpu-ort-latency", "haq", haq.pop("policy_obj"), cost, budget, haq)
@@ -211,7 +222,7 @@ def main() -> None:
         for row in rows:
             if row["budget"] == "cpu-ort-latency":
                 row.update(measured[row["policy"]])
-                row["measured_budget_ms"] = lo_ms + 0.5 * (hi_ms - lo_ms)
+                row["measured_budget_ms"] = lo_ms + ORT_BUDGET_FRACTION * (hi_ms - lo_ms)
                 row["meets_budget_measured"] = row["measured_ms"] <= row["measured_budget_ms"]
 
     shown = ("budget", "policy", "meets_budget", "test_acc", "cost", "budget_value", "unit", "measured_ms",

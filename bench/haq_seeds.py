@@ -13,18 +13,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import statistics
 import time
 
 import torch
 from _cifar import load_cifar, reference_recipe, trained_reference
 from _common import RESULTS, write_result
-from haq_cifar import uniform_bits
+from haq_cifar import uniform_policy
 
 from tightfit.hardware.layers import extract_layers
 from tightfit.methods.quantize.finetune import finetune
-from tightfit.methods.quantize.policy import FP, Calibration, LayerBits, QuantPolicy, quantize_model
+from tightfit.methods.quantize.policy import Calibration, QuantPolicy, quantize_model
 from tightfit.models import ModelSpec
 from tightfit.train import evaluate
 
@@ -103,16 +102,6 @@ def main() -> None:
                 "seed": "torch.manual_seed and the training loader's order and augmentation",
                 "test": "all 10,000 test images, PyTorch fake-quantized"}
     print(write_result("haq_seeds" + (f"-{args.tag}" if args.tag else ""), protocol, summary, rows))
-
-
-def uniform_policy(name: str, names: list[str]) -> QuantPolicy:
-    """A uniform rival by its haq_cifar name: wWaA[-ends8] (Bit Fusion), kmeans-Bbit (size), int8 (cpu-ort)."""
-    if name == "int8":
-        return QuantPolicy({n: LayerBits(8, 8) for n in names})
-    if match := re.fullmatch(r"kmeans-(\d)bit", name):
-        return QuantPolicy({n: LayerBits(int(match.group(1)), FP) for n in names}, "kmeans")
-    w, a, ends8 = re.fullmatch(r"w(\d)a(\d)(-ends8)?", name).groups()
-    return QuantPolicy(uniform_bits(names, int(w), int(a), bool(ends8)))
 
 
 if __name__ == "__main__":

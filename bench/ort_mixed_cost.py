@@ -22,7 +22,7 @@ from _common import write_result
 
 from tightfit.hardware import CostModel, get_target
 from tightfit.methods.quantize.costs import OrtCost, anchor_policies, operator_layers
-from tightfit.methods.quantize.deploy import mixed_int8_onnx
+from tightfit.methods.quantize.deploy import float_onnx, quantize_operators
 from tightfit.models import ModelSpec
 
 SHAPE = (3, 32, 32)
@@ -61,13 +61,14 @@ def main() -> None:
     chosen = policies(n_ops, args.random, args.seed)
     runtime = cpu.target.runtime()
     calibration = [x.numpy() for x, _ in list(data.loader("train", 64, shuffle=True, seed=1))[:4]]
-    fns = [runtime.prepare_onnx(mixed_int8_onnx(model, prec, SHAPE, calibration), SHAPE) for prec in chosen.values()]
+    fp32 = float_onnx(model, SHAPE)
+    fns = [runtime.prepare_onnx(quantize_operators(fp32, prec, SHAPE, calibration), SHAPE) for prec in chosen.values()]
     measured = dict(zip(chosen, timed_together(fns), strict=True))
     # the model anchored on this very timing: a shared machine's speed drifts by more than the errors at stake
     cost = OrtCost(model, cpu, anchor_ms={name: measured[name] for name in anchor_policies(n_ops)})
     rows = []
     for name, prec in chosen.items():
-        full, operators_only = cost.of_precisions(prec), cost._operators_ms(prec)
+        full, operators_only = cost.of_precisions(prec), cost.operators_ms(prec)
         rows.append({"policy": name, "precisions": "".join("8" if b == 8 else "." for b in prec),
                      "anchor": name in cost.anchors, "int8_operators": prec.count(8),
                      "changes": transitions(prec), "measured_ms": measured[name], "predicted_ms": full,

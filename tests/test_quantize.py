@@ -216,7 +216,7 @@ def test_cpu_ort_charges_each_change_of_precision_by_the_alternating_anchors(mod
     anchors = {"fp32": 2.0, "int8": 1.5}
     for name, p in quantize_costs.anchor_policies(n).items():
         if name not in anchors:
-            anchors[name] = free.of_precisions(p) + price * free._changed_elements(p)
+            anchors[name] = free.of_precisions(p) + price * free.changed_elements(p)
     cost = OrtCost(model, cost_model, anchor_ms=anchors)
     assert cost.ms_per_changed_element == pytest.approx(price)
     assert cost.of_precisions([8] * n) == pytest.approx(1.5) and cost.of_precisions([32] * n) == pytest.approx(2.0)
@@ -225,8 +225,8 @@ def test_cpu_ort_charges_each_change_of_precision_by_the_alternating_anchors(mod
     scattered = sorted(range(n), key=lambda i: (i % 2, i))[:half]  # the same count of int8 operators, apart
     scattered_p = [8 if i in scattered else 32 for i in range(n)]
     assert cost.of_precisions(scattered_p) - free.of_precisions(scattered_p) == pytest.approx(
-        price * cost._changed_elements(scattered_p))
-    assert cost._changed_elements(scattered_p) > cost._changed_elements(runs)
+        price * cost.changed_elements(scattered_p))
+    assert cost.changed_elements(scattered_p) > cost.changed_elements(runs)
 
 
 def test_batch_norm_recalibration_takes_the_statistics_of_the_given_batches():

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import random
 import statistics
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 from tightfit.hardware.latency import Timing, default_timing, interleaved_latency
 from tightfit.hardware.lut import LookupTable
@@ -133,6 +133,12 @@ def measure_networks(target: Target, plans: list[NetworkPlan], bits: int | Seque
     fns = [runtime.prepare(MobileNet(p), (p.in_channels, p.resolution, p.resolution), int8=b == 8)
            for p, b in tqdm(list(zip(plans, per_plan, strict=True)), desc=desc, unit="net",
                             disable=None if progress else True)]
+    return time_together(fns)
+
+
+def time_together(fns: list[Callable[[], object]]) -> list[float]:
+    """Prepared runners timed together with the table's estimator, at the runtime's own thread count: end-to-end
+    figures that are compared with each other or with the table."""
     with keep_torch_threads():
         return interleaved_latency(fns, default_timing())
 

@@ -16,9 +16,8 @@ from dataclasses import replace
 from torch import nn
 
 from tightfit.hardware.bitfusion import layer_cost
-from tightfit.hardware.latency import default_timing, interleaved_latency
 from tightfit.hardware.layers import LayerOp
-from tightfit.hardware.runtime_torch import keep_torch_threads
+from tightfit.hardware.profile import time_together
 from tightfit.hardware.targets import Target
 from tightfit.methods.prune.groups import PrunableNetwork, keep_channels
 
@@ -93,8 +92,7 @@ class LatencyModel:
         modules += [(m, self.net.input_shape) for m in nets] + [(runtime.overhead_module(), self.net.input_shape)]
         fns = [runtime.prepare(m, s) for m, s in tqdm(modules, desc=f"timing layers on {self.target.name}",
                                                       unit="op", disable=None if progress else True)]
-        with keep_torch_threads():
-            ms = interleaved_latency(fns, default_timing())
+        ms = time_together(fns)
         self.overhead = ms[-1]
         n = len(layers)
         for full, half, op, hop in zip(ms[:n], ms[n:2 * n], layers, halves, strict=True):

@@ -19,12 +19,11 @@ from torch import nn
 from tightfit.errors import TightfitError
 from tightfit.hardware.bitfusion import layer_cost
 from tightfit.hardware.cost import CostModel, operator_index
-from tightfit.hardware.latency import default_timing, interleaved_latency
 from tightfit.hardware.layers import LayerOp, extract_layers
 from tightfit.hardware.ops import plan_ops
-from tightfit.hardware.runtime_torch import keep_torch_threads
+from tightfit.hardware.profile import time_together
 from tightfit.hardware.targets import Target
-from tightfit.methods.quantize.deploy import mixed_int8_onnx
+from tightfit.methods.quantize.deploy import float_onnx, quantize_operators
 from tightfit.methods.quantize.policy import FP, LayerBits, quantizable_layers
 from tightfit.models.mobilenet import MobileNet
 
@@ -125,36 +124,37 @@ class OrtCost:
         self.ms_per_changed_element = self._fit_changes()
 
     def _measure(self) -> dict[str, float]:
-        """The anchor policies exported as they are deployed (`mixed_int8_onnx`) and timed together."""
+        """The anchor policies quantized as they are deployed (`mixed_int8_onnx`, from one export) and timed
+        together."""
         from tqdm import tqdm
 
         runtime = self.cost.target.runtime()
         plan = self.model.plan
         shape = (plan.in_channels, plan.resolution, plan.resolution)
-        fns = [runtime.prepare_onnx(mixed_int8_onnx(self.model, precisions, shape, None), shape)
+        fp32 = float_onnx(self.model, shape)
+        fns = [runtime.prepare_onnx(quantize_operators(fp32, precisions, shape, None), shape)
                for precisions in tqdm(list(self.anchors.values()), desc="anchoring the table to the model",
                                       unit="net", disable=None if self.cost.progress else True)]
-        with keep_torch_threads():
-            return dict(zip(self.anchors, interleaved_latency(fns, default_timing()), strict=True))
+        return dict(zip(self.anchors, time_together(fns), strict=True))
 
     def _fit_changes(self) -> float:
         """Least squares through the origin: what the alternating anchors measured beyond the operators'
         price, against the elements of the tensors at their changes of precision (never negative)."""
-        pairs = [(self.anchor_ms[name] - self._operators_ms(p), self._changed_elements(p))
+        pairs = [(self.anchor_ms[name] - self.operators_ms(p), self.changed_elements(p))
                  for name, p in self.anchors.items() if name not in UNIFORM.values()]
         return max(0.0, sum(x * e for x, e in pairs) / sum(e * e for _, e in pairs))
 
-    def _operators_ms(self, precisions: list[int]) -> float:
+    def operators_ms(self, precisions: list[int]) -> float:
         return self.overhead_ms + sum(self.scales[p] * self.operator_ms[p][i] for i, p in enumerate(precisions))
 
-    def _changed_elements(self, precisions: list[int]) -> int:
+    def changed_elements(self, precisions: list[int]) -> int:
         return sum(e for e, a, b in zip(self.boundary_elements, precisions, precisions[1:], strict=False) if a != b)
 
     def precisions(self, bits: Bits) -> list[int]:
         return [8 if all(bits.get(n, LayerBits()).w_bits <= 8 for n in layers) else 32 for layers in self.operators]
 
     def of_precisions(self, precisions: list[int]) -> float:
-        return self._operators_ms(precisions) + self.ms_per_changed_element * self._changed_elements(precisions)
+        return self.operators_ms(precisions) + self.ms_per_changed_element * self.changed_elements(precisions)
 
     def __call__(self, bits: Bits) -> float:
         return self.of_precisions(self.precisions(bits))

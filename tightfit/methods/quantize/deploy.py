@@ -86,18 +86,26 @@ def mixed_int8_onnx(quantized: nn.Module, precisions: list[int], input_shape: tu
     Weights are int8 per output channel: the exporter folds batch norm into the conv, which scales every
     channel differently, and one scale per tensor then cost MobileNetV2-w0.5 on CIFAR-10 36 points (58.4%
     per channel, 22-28% per tensor). PyTorch's fake quantization is per tensor, but before folding."""
+    return quantize_operators(float_onnx(quantized, input_shape), precisions, input_shape, calibration)
+
+
+def quantize_operators(fp32_onnx: bytes, precisions: list[int], input_shape: tuple[int, ...],
+                       calibration: list[np.ndarray] | None) -> bytes:
+    """`mixed_int8_onnx` from the network's `float_onnx` export: several policies of one network need one
+    export."""
     n_ops = len(precisions)
 
     def keep_fp32(node: str) -> bool:
         path = module_path(node)
         return precisions[operator_index(path, n_ops)] != 8 if path else False
 
-    return quantize_int8(_export_dynamic(float_model(quantized), input_shape), input_shape, calibration=calibration,
-                         keep_fp32=keep_fp32)
+    return quantize_int8(fp32_onnx, input_shape, calibration=calibration, keep_fp32=keep_fp32)
 
 
-def _export_dynamic(model: nn.Module, input_shape: tuple[int, ...]) -> bytes:
-    """fp32 ONNX bytes with a dynamic batch axis, named as the pipeline's exported models (input, logits)."""
+def float_onnx(quantized: nn.Module, input_shape: tuple[int, ...]) -> bytes:
+    """fp32 ONNX bytes of `float_model(quantized)` with a dynamic batch axis, named as the pipeline's exported
+    models (input, logits)."""
+    model = float_model(quantized)
     buf = io.BytesIO()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
