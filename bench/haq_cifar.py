@@ -7,7 +7,9 @@ The MobileNetV2 reference (width 0.5, to fit the hour) is trained on a seeded su
     weight (Deep Compression); HAQ picks per-layer weight bits (k-means), activations stay fp32;
   * cpu-ort-latency: halfway between the lookup table's all-int8 and all-fp32 latencies; each operator
     int8 or fp32; the policies are also exported (ONNX Runtime int8 QDQ) and timed together end to end, and
-    must also meet the half-way budget in that timing's own milliseconds.
+    must also meet the half-way budget in that timing's own milliseconds. HAQ's policy is first lowered
+    until it measures within that point timed beside all-int8 and all-fp32 (--measured-check), as
+    `tightfit quantize` lowers it until it measures within the user's budget.
 Every policy, HAQ's and the uniform ones, then gets the same straight-through fine-tuning before its test
 accuracy is taken on the whole test set.
 
@@ -27,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from _cifar import CIFAR, add_reference_options, load_cifar, reference_recipe, timed_together, trained_reference
-from _common import RESULTS, write_result
+from _common import RESULTS, timing_lock, write_result
 
 from tightfit.hardware import CostModel, get_target
 from tightfit.hardware.layers import extract_layers
@@ -35,6 +37,7 @@ from tightfit.methods.quantize.costs import AcceleratorCost, OrtCost, SizeCost, 
 from tightfit.methods.quantize.deploy import mixed_int8_onnx
 from tightfit.methods.quantize.finetune import finetune, quantized_accuracy
 from tightfit.methods.quantize.haq import HAQConfig, decision_units, search
+from tightfit.methods.quantize.measured import lower_until_measured
 from tightfit.methods.quantize.policy import FP, Calibration, LayerBits, QuantPolicy, quantize_model
 from tightfit.methods.rl.ddpg import DDPGConfig
 from tightfit.models import ModelSpec
@@ -94,6 +97,9 @@ def main() -> None:
     p.add_argument("--resume", action=argparse.BooleanOptionalAction, default=True,
                    help="keep each search's episodes in a checkpoint beside the cached reference and resume from "
                         "it (rescoring options do not invalidate it; more --episodes continue it)")
+    p.add_argument("--measured-check", action=argparse.BooleanOptionalAction, default=True,
+                   help="cpu-ort: lower HAQ's policy until it measures within the half-way point of all-int8 and "
+                        "all-fp32 timed beside it (methods/quantize/measured.py, as `tightfit quantize` does)")
     p.add_argument("--finetune-steps", type=int, default=150, help="fine-tuning steps of every final policy")
     p.add_argument("--finetune-lr", type=float, default=0.005)
     p.add_argument("--test-images", type=int, default=10000, help="a seeded random N of the test set (smoke runs)")
@@ -211,8 +217,17 @@ def main() -> None:
         lo, hi = cost(all_int8.bits), cost(all_fp32.bits)
         budget = lo + ORT_BUDGET_FRACTION * (hi - lo)
         config = HAQConfig(budget=budget, mode="int8", episodes=args.episodes, seed=args.seed, ddpg=ddpg)
-        haq = run_haq("cpu-ort-latency", config, cost, decision_units(layers, "int8", groups))
-        add_row("cpu-ort-latency", "haq", haq.pop("policy_obj"), cost, budget, haq)
+        units = decision_units(layers, "int8", groups)
+        haq = run_haq("cpu-ort-latency", config, cost, units)
+        policy = haq.pop("policy_obj")
+        if args.measured_check:  # as the product does, with the budget half way in the same timing
+            n_ops = len(groups)
+            with timing_lock():
+                bits, haq["measured_check"] = lower_until_measured(
+                    policy.bits, units, cost, lambda ms: ms["int8"] + ORT_BUDGET_FRACTION * (ms["fp32"] - ms["int8"]),
+                    {"int8": [8] * n_ops, "fp32": [32] * n_ops}, log=print)
+            policy = policies["cpu-ort-latency"] = QuantPolicy(bits, policy.method)
+        add_row("cpu-ort-latency", "haq", policy, cost, budget, haq)
         add_row("cpu-ort-latency", "int8", all_int8, cost, budget)
         add_row("cpu-ort-latency", "fp32", all_fp32, cost, budget)
         measured = _measure_cpu(models_cpu, cost, data)

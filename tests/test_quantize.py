@@ -189,11 +189,11 @@ def test_cpu_ort_prices_the_uniform_policies_at_the_model_measured_end_to_end(mo
     cost_model.table.scales[32] = 0.25
     timed = []
 
-    def measure(self):  # noqa: ANN001, ANN202
-        timed.append(list(self.anchors))
+    def measure(self, policies, desc=""):  # noqa: ANN001, ANN202
+        timed.append(list(policies))
         return {"fp32": 2.0, "int8": 1.5, "alternate-even": 1.75, "alternate-odd": 1.75}
 
-    monkeypatch.setattr(OrtCost, "_measure", measure)
+    monkeypatch.setattr(OrtCost, "measure", measure)
     cost = OrtCost(model, cost_model)
     all_int8 = {n: LayerBits(8, 8) for layers in cost.operators for n in layers}
     assert cost(all_int8) == pytest.approx(1.5)

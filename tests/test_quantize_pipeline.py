@@ -100,6 +100,9 @@ def test_cpu_ort_int8_in_the_run_and_its_resume(base, tmp_path, monkeypatch, cap
     state = read_json(out / "state.json")
     assert [r["stage"] for r in state["completed"]] == ["train", "quantize", "export"]
     assert q["mode"] == "int8" and q["cost"] <= q["budget"] and set(q["int8_operators"]) <= {8, 32}
+    check = q["measured_check"]  # timed beside every operator int8, its budget under w8a8
+    assert check and set(check[-1]["measured_ms"]) == {"policy", "int8"}
+    assert check[-1]["int8_operators"] == q["int8_operators"].count(8)
     ops = {n.op_type for n in onnx.load(str(out / "model.onnx")).graph.node}
     assert ("QuantizeLinear" in ops) == (8 in q["int8_operators"])
     assert card["accuracy"]["onnx_model"].startswith("int8") and card["accuracy"]["test_top1_onnx"] > 0.3

@@ -97,6 +97,7 @@ def _quantize_summary(quant: dict | None) -> dict | None:
             "episodes": len(quant["history"]), "best_episode": best["episode"],
             "average_weight_bits": quant["avg_weight_bits"], "packed_bytes": quant["packed_bytes"],
             "bits": {layer["name"]: [layer["w_bits"], layer["a_bits"]] for layer in quant["layers"]},
-            "int8_operators": quant["int8_operators"], "val_acc_original": quant["val_acc_original"],
+            "int8_operators": quant["int8_operators"], "measured_check": quant.get("measured_check"),
+            "val_acc_original": quant["val_acc_original"],
             "val_acc_before_finetune": quant["val_acc_before_finetune"],
             "val_acc_after_finetune": quant["val_acc_after_finetune"]}

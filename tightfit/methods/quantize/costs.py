@@ -118,14 +118,14 @@ class OrtCost:
         self.operator_ms = {b: ms for b, (ms, _) in priced.items()}
         self.overhead_ms = priced[32][1]  # the runtime's per-call cost, one for every precision
         self.anchors = anchor_policies(len(self.operators))
-        self.anchor_ms = dict(anchor_ms) if anchor_ms else self._measure()
+        self.anchor_ms = dict(anchor_ms or self.measure(self.anchors, "anchoring the table to the model"))
         self.scales = {b: (self.anchor_ms[UNIFORM[b]] - self.overhead_ms) / sum(self.operator_ms[b])
                        for b in PRECISIONS}
         self.ms_per_changed_element = self._fit_changes()
 
-    def _measure(self) -> dict[str, float]:
-        """The anchor policies quantized as they are deployed (`mixed_int8_onnx`, from one export) and timed
-        together."""
+    def measure(self, policies: Mapping[str, list[int]], desc: str = "exporting") -> dict[str, float]:
+        """Operator precisions by name -> ms end to end: each quantized as deployed (`mixed_int8_onnx`, from one
+        export) and all timed together, so that their ratios do not depend on the machine's speed of the day."""
         from tqdm import tqdm
 
         runtime = self.cost.target.runtime()
@@ -133,9 +133,9 @@ class OrtCost:
         shape = (plan.in_channels, plan.resolution, plan.resolution)
         fp32 = float_onnx(self.model, shape)
         fns = [runtime.prepare_onnx(quantize_operators(fp32, precisions, shape, None), shape)
-               for precisions in tqdm(list(self.anchors.values()), desc="anchoring the table to the model",
-                                      unit="net", disable=None if self.cost.progress else True)]
-        return dict(zip(self.anchors, time_together(fns), strict=True))
+               for precisions in tqdm(list(policies.values()), desc=desc, unit="net",
+                                      disable=None if self.cost.progress else True)]
+        return dict(zip(policies, time_together(fns), strict=True))
 
     def _fit_changes(self) -> float:
         """Least squares through the origin: what the alternating anchors measured beyond the operators'
