@@ -7,7 +7,8 @@ import onnx
 import pytest
 import torch
 
-from tightfit.cli.main import main
+from tightfit.cli import options
+from tightfit.cli.main import build_parser, main
 from tightfit.export.weights import load_weights
 from tightfit.fileio import read_json
 from tightfit.hardware import get_target
@@ -71,6 +72,8 @@ def test_bitfusion_latency_budget(base, tmp_path):
     assert card["latency_ms"]["p50"] == pytest.approx(q["cost"])  # the accelerator prices the policy
     assert card["constraints"]["latency_ms"]["met"] is True
     assert q["episodes"] == 3 and card["accuracy"]["onnx_model"] == "fp32"
+    names = list(q["bits"])
+    assert q["bits"][names[0]] == q["bits"][names[-1]] == [8, 8]  # the ends kept at b_max by default
     _check_packed_file(card, out)
     page = (out / "report.html").read_text()
     assert "Step 3: mixed-precision quantization (HAQ)" in page and "activation bits" in page
@@ -157,3 +160,11 @@ def test_budget_flags_without_quantize_and_missing_weights(capsys, tmp_path):
                   "--latency", "1ms"], capsys)
     assert "none.safetensors does not exist" in err
 
+
+
+def test_the_ends_are_left_to_the_agent_on_request():
+    argv = ["quantize", "--model", "arch", "--arch", ARCH, "--weights", "w.safetensors", "--target", "bitfusion",
+            "--latency", "1ms"]
+    for extra, kept in (([], True), (["--no-keep-ends"], False)):
+        args = build_parser().parse_args([*argv, *extra])
+        assert options.config_from(args, "arch").quantize.keep_ends is kept

@@ -96,6 +96,9 @@ def add_quantize(p: argparse.ArgumentParser, flag: str | None = "--quantize") ->
                                                        "5, 2 on digits)")
     g.add_argument("--b-min", type=int, help="fewest bits per weight or activation (default 2)")
     g.add_argument("--b-max", type=int, help="most bits (default 8)")
+    g.add_argument("--keep-ends", action=argparse.BooleanOptionalAction,
+                   help="bitfusion / accel.yaml: first and last layer at --b-max bits, as HAQ's released code "
+                        "(default); --no-keep-ends leaves them to the agent")
 
 
 def add_run_folder(p: argparse.ArgumentParser) -> None:
@@ -139,7 +142,8 @@ def _quantize_options(args: argparse.Namespace, constraints: Constraints) -> dic
     """Step 3's settings; its budget, when it runs, is --size-bits, --budget-uniform, else --latency or --energy."""
     tuning = {k: getattr(args, a, None) for k, a in (
         ("episodes", "haq_episodes"), ("warmup_episodes", "haq_warmup"), ("reward_steps", "reward_steps"),
-        ("reward_lr", "reward_lr"), ("finetune_epochs", "quantize_epochs"), ("b_min", "b_min"), ("b_max", "b_max"))}
+        ("reward_lr", "reward_lr"), ("finetune_epochs", "quantize_epochs"), ("b_min", "b_min"), ("b_max", "b_max"),
+        ("keep_ends", "keep_ends"))}
     size_bits, uniform = getattr(args, "size_bits", None), getattr(args, "budget_uniform", None)
     if not getattr(args, "quantize", False):
         if size_bits is not None or uniform is not None:

@@ -74,6 +74,7 @@ class QuantizeSettings:
     finetune_epochs: int = 5  # straight-through fine-tuning of the chosen policy
     b_min: int = 2
     b_max: int = 8
+    keep_ends: bool = True  # bit-flexible targets: first and last layer at b_max bits (HAQ's released code)
 
     def __post_init__(self) -> None:
         if self.metric not in BUDGET_METRICS:

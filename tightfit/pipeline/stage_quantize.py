@@ -99,8 +99,8 @@ class QuantizeStage:
         cost = _cost(plan, model, shape, ctx.target, ctx.progress)
         budget, budget_source = _budget(settings, plan, cost, layers)
         config = HAQConfig(budget=budget, mode=plan.mode, method=plan.method, b_min=settings.b_min,
-                           b_max=settings.b_max, episodes=settings.episodes, seed=cfg.seed,
-                           ddpg=DDPGConfig(warmup_episodes=settings.warmup_episodes, sigma_decay=0.99))
+                           b_max=settings.b_max, keep_ends=settings.keep_ends, episodes=settings.episodes,
+                           seed=cfg.seed, ddpg=DDPGConfig(warmup_episodes=settings.warmup_episodes, sigma_decay=0.99))
         loader = BatchLoader(ctx.train, BATCH, ctx.normalize, shuffle=True, seed=cfg.seed)
         calibration_batches = _take(loader, CALIBRATION_BATCHES)
         calibration = Calibration(model, [x for x, _ in calibration_batches], seed=cfg.seed)
