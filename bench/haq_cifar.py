@@ -67,6 +67,11 @@ def uniform_policy(name: str, names: list[str]) -> QuantPolicy:
     return QuantPolicy(uniform_bits(names, int(w), int(a), bool(ends8)))
 
 
+def ort_budget(int8_ms: float, fp32_ms: float) -> float:
+    """The cpu-ort budget from all-int8's and all-fp32's latency in one timing (or one pricing)."""
+    return int8_ms + ORT_BUDGET_FRACTION * (fp32_ms - int8_ms)
+
+
 def maximal_uniform(cost, names: list[str], budget: float, ends8: bool) -> list[tuple[int, int]]:  # noqa: ANN001
     """Uniform (w, a) settings in 2..8 that meet the budget and that no other fitting setting dominates."""
     fits = [(w, a) for w in range(2, 9) for a in range(2, 9) if cost(uniform_bits(names, w, a, ends8)) <= budget]
@@ -215,7 +220,7 @@ def main() -> None:
         groups = operator_layers(model)
         all_int8, all_fp32 = uniform_policy("int8", names), uniform_policy("fp32", names)
         lo, hi = cost(all_int8.bits), cost(all_fp32.bits)
-        budget = lo + ORT_BUDGET_FRACTION * (hi - lo)
+        budget = ort_budget(lo, hi)
         config = HAQConfig(budget=budget, mode="int8", episodes=args.episodes, seed=args.seed, ddpg=ddpg)
         units = decision_units(layers, "int8", groups)
         haq = run_haq("cpu-ort-latency", config, cost, units)
@@ -224,7 +229,7 @@ def main() -> None:
             n_ops = len(groups)
             with timing_lock():
                 bits, haq["measured_check"] = lower_until_measured(
-                    policy.bits, units, cost, lambda ms: ms["int8"] + ORT_BUDGET_FRACTION * (ms["fp32"] - ms["int8"]),
+                    policy.bits, units, cost, lambda ms: ort_budget(ms["int8"], ms["fp32"]),
                     {"int8": [8] * n_ops, "fp32": [32] * n_ops}, log=print)
             policy = policies["cpu-ort-latency"] = QuantPolicy(bits, policy.method)
         add_row("cpu-ort-latency", "haq", policy, cost, budget, haq)
@@ -237,7 +242,7 @@ def main() -> None:
         for row in rows:
             if row["budget"] == "cpu-ort-latency":
                 row.update(measured[row["policy"]])
-                row["measured_budget_ms"] = lo_ms + ORT_BUDGET_FRACTION * (hi_ms - lo_ms)
+                row["measured_budget_ms"] = ort_budget(lo_ms, hi_ms)
                 row["meets_budget_measured"] = row["measured_ms"] <= row["measured_budget_ms"]
 
     shown = ("budget", "policy", "meets_budget", "test_acc", "cost", "budget_value", "unit", "measured_ms",

@@ -110,6 +110,7 @@ class OrtCost:
         if not cost.target.int8:
             raise TightfitError(f"{cost.target.name} has no int8 kernels to choose between")
         self.model, self.cost = model, cost
+        self._fp32_onnx: bytes | None = None
         self.operators = operator_layers(model)
         keys = plan_ops(model.plan)
         # the tensor between operator i and i + 1 is operator i + 1's input
@@ -131,8 +132,9 @@ class OrtCost:
         runtime = self.cost.target.runtime()
         plan = self.model.plan
         shape = (plan.in_channels, plan.resolution, plan.resolution)
-        fp32 = float_onnx(self.model, shape)
-        fns = [runtime.prepare_onnx(quantize_operators(fp32, precisions, shape, None), shape)
+        if self._fp32_onnx is None:  # one export serves the anchors and every later measured check
+            self._fp32_onnx = float_onnx(self.model, shape)
+        fns = [runtime.prepare_onnx(quantize_operators(self._fp32_onnx, precisions, shape, None), shape)
                for precisions in tqdm(list(policies.values()), desc=desc, unit="net",
                                       disable=None if self.cost.progress else True)]
         return dict(zip(policies, time_together(fns), strict=True))
