@@ -37,6 +37,7 @@ from tightfit.methods.quantize.costs import AcceleratorCost, OrtCost, SizeCost, 
 from tightfit.methods.quantize.deploy import mixed_int8_onnx
 from tightfit.methods.quantize.finetune import finetune, quantized_accuracy
 from tightfit.methods.quantize.haq import HAQConfig, decision_units, search
+from tightfit.methods.quantize.inference import inference_copy
 from tightfit.methods.quantize.measured import lower_until_measured
 from tightfit.methods.quantize.policy import FP, Calibration, LayerBits, QuantPolicy, quantize_model
 from tightfit.methods.rl.ddpg import DDPGConfig
@@ -45,6 +46,7 @@ from tightfit.train import evaluate
 
 SHAPE = (3, 32, 32)
 ORT_BUDGET_FRACTION = 0.5  # cpu-ort: the budget's place from all-int8 (0) to all-fp32 (1)
+ROWS = ("all", "haq", "uniform")
 BUDGETS = ("bitfusion-latency", "bitfusion-energy", "size-2bit", "size-3bit", "cpu-ort-latency")
 
 
@@ -111,14 +113,21 @@ def main() -> None:
     p.add_argument("--size-bmin", type=int, default=1,
                    help="fewest weight bits under a size budget: at 2, a budget of uniform 2 bits admits only that")
     p.add_argument("--budgets", default=",".join(BUDGETS), help="a comma list of " + ", ".join(BUDGETS))
+    p.add_argument("--rows", choices=ROWS, default="all",
+                   help="haq: only HAQ's search and row; uniform: only the uniform rivals' rows (bitfusion and "
+                        "size), so that one budget's search and its rivals can run side by side; haq_merge.py "
+                        "joins the parts")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--tag", default="", help="append -TAG to the result's name (a variant beside the main result)")
     args = p.parse_args()
     chosen = args.budgets.split(",")
     if set(chosen) - set(BUDGETS):
         p.error(f"--budgets {args.budgets}: use some of {', '.join(BUDGETS)}")
+    if "cpu-ort-latency" in chosen and args.rows != "all":
+        p.error("cpu-ort-latency times HAQ's policy beside all-int8 and all-fp32: run it with --rows all")
     # a subset writes beside the full result, not over it
     out = "haq_cifar" if set(chosen) == set(BUDGETS) else "haq_cifar-" + "+".join(chosen)
+    out += f"-{args.rows}" if args.rows != "all" else ""
     out += f"-{args.tag}" if args.tag else ""
     started = time.perf_counter()
     data = load_cifar(args.train_images, args.val_images, args.seed, args.rescore_images)
@@ -137,17 +146,28 @@ def main() -> None:
     reward_of = quantized_accuracy(model, calibration, train, args.reward_steps, args.finetune_lr, reward_accuracy,
                                    args.reward_bn_batches)
     rescore_split = data.loader_of(data.holdout, 50) if args.rescore_images else val
-    rescore = quantized_accuracy(model, calibration, train, args.finetune_steps, args.finetune_lr,
-                                 lambda m: evaluate(m, rescore_split)[1])
     layers = extract_layers(model, SHAPE)
     names = [op.name for op in layers]
+    tuned: dict[str, torch.nn.Module] = {}  # the rescored policies, fine-tuned: the winner's final reuses its own
+
+    def finetuned(policy: QuantPolicy) -> torch.nn.Module:
+        torch.manual_seed(args.seed)
+        return finetune(quantize_model(model, policy, calibration), train, args.finetune_steps, args.finetune_lr)
+
+    def rescore(policy: QuantPolicy) -> float:
+        q = tuned[_key(policy)] = finetuned(policy)
+        return evaluate(inference_copy(q), rescore_split)[1]
 
     def final(policy: QuantPolicy) -> tuple[torch.nn.Module, dict]:
-        torch.manual_seed(args.seed)
-        q = quantize_model(model, policy, calibration)
-        before = accuracy(q)
-        q = finetune(q, train, args.finetune_steps, args.finetune_lr)
-        return q, {"val_acc_before_finetune": before, "val_acc": accuracy(q), "test_acc": evaluate(q, test)[1]}
+        """The policy fine-tuned (or its fine-tune from rescoring: the same steps, learning rate and seed),
+        scored on its inference copy (the same network, quantized weights and folded batch norm computed once)."""
+        before = accuracy(inference_copy(quantize_model(model, policy, calibration)))
+        q = tuned.pop(_key(policy), None)
+        q = finetuned(policy) if q is None else q
+        tuned.clear()
+        frozen = inference_copy(q)
+        return q, {"val_acc_before_finetune": before, "val_acc": accuracy(frozen),
+                   "test_acc": evaluate(frozen, test)[1]}
 
     def run_haq(budget_name: str, config: HAQConfig, cost, units) -> dict:  # noqa: ANN001
         t0 = time.perf_counter()
@@ -190,9 +210,10 @@ def main() -> None:
         budget = cost({n: LayerBits(4, 4) for n in names})
         config = HAQConfig(budget=budget, mode="mixed", episodes=args.episodes, keep_ends=args.keep_ends,
                            seed=args.seed, ddpg=ddpg)
-        haq = run_haq(budget_name, config, cost, decision_units(layers, "mixed"))
-        add_row(budget_name, "haq", haq.pop("policy_obj"), cost, budget, haq)
-        for ends8 in (False, True):
+        if args.rows != "uniform":
+            haq = run_haq(budget_name, config, cost, decision_units(layers, "mixed"))
+            add_row(budget_name, "haq", haq.pop("policy_obj"), cost, budget, haq)
+        for ends8 in (False, True) if args.rows != "haq" else ():
             for w, a in maximal_uniform(cost, names, budget, ends8):
                 rival = f"w{w}a{a}" + ("-ends8" if ends8 else "")
                 add_row(budget_name, rival, uniform_policy(rival, names), cost, budget)
@@ -209,9 +230,11 @@ def main() -> None:
         budget = cost(uniform.bits)
         config = HAQConfig(budget=budget, mode="weights", method="kmeans", b_min=args.size_bmin,
                            episodes=args.episodes, seed=args.seed, ddpg=ddpg)
-        haq = run_haq(budget_name, config, cost, decision_units(layers, "weights"))
-        add_row(budget_name, "haq", haq.pop("policy_obj"), cost, budget, haq)
-        add_row(budget_name, f"kmeans-{avg}bit", uniform, cost, budget)
+        if args.rows != "uniform":
+            haq = run_haq(budget_name, config, cost, decision_units(layers, "weights"))
+            add_row(budget_name, "haq", haq.pop("policy_obj"), cost, budget, haq)
+        if args.rows != "haq":
+            add_row(budget_name, f"kmeans-{avg}bit", uniform, cost, budget)
         _partial(out, args, rows)
 
     if "cpu-ort-latency" in chosen:  # which operators run int8, half way between all-int8 and all-fp32
@@ -253,7 +276,7 @@ def main() -> None:
                "reward_curves": curves, "bits_by_kind": {b: _bits_by_kind(policies[b], layers) for b in policies},
                "policies": {b: policy.to_json() for b, policy in policies.items()}}
     summary["verdicts"] = verdicts_of(rows)
-    summary["goal_met"] = goal_met(summary["verdicts"])
+    summary["goal_met"] = goal_met(summary["verdicts"]) if summary["verdicts"] else None  # no HAQ row: haq_merge.py
     summary["bench_minutes"] = (time.perf_counter() - started) / 60
     protocol = {**vars(args), "model": spec.to_json(), "trained": trained,
                 "data": "CIFAR-10 JPEG copy (../shared/data), seeded stratified subsets; test: all 10,000",
@@ -261,13 +284,15 @@ def main() -> None:
                           "reward_steps STE steps - original), a seeded random reward_images of the val subset",
                 "rescoring": "with rescore_top k > 0: HAQ's k best distinct policies by reward get the final "
                              "fine-tune and are scored on the whole val split, or with rescore_images n on n "
-                             "held-out training images in neither subset; the best of them is HAQ's policy",
+                             "held-out training images in neither subset; the best of them is HAQ's policy, and its "
+                             "rescoring fine-tune is its final one",
                 "fill_budget": "with --fill-budget, each of those policies is first raised into the budget it leaves "
                                "unused (haq.raise_within_budget: one bit at a time, cheapest raise first)",
                 "uniform": "bitfusion rivals: every Pareto-maximal uniform (w, a) in 2..8 that meets the budget, "
                            "plain and with the first and last layer at 8 bits (-ends8)",
                 "final": "every policy: finetune_steps SGD steps (batch 64, momentum 0.9, constant lr) with the "
-                         "straight-through estimator, then test accuracy of the PyTorch fake-quantized network",
+                         "straight-through estimator (seeded alike), then test accuracy of the PyTorch "
+                         "fake-quantized network on its inference copy (weights quantized and batch norm folded once)",
                 "budgets": "bitfusion: cost of uniform w4a4; size: bytes of uniform k-means at 2/3 bits (codes + "
                            "fp32 codebooks); cpu-ort: lookup-table all-int8 + half the gap to all-fp32",
                 "cpu_ort": "int8 via ONNX Runtime static QDQ quantization of the chosen operators (per-channel "
@@ -286,7 +311,9 @@ def verdicts_of(rows: list[dict]) -> dict:
     verdicts = {}
     for budget_name in dict.fromkeys(r["budget"] for r in rows):
         mine = [r for r in rows if r["budget"] == budget_name]
-        h = next(r for r in mine if r["policy"] == "haq")
+        h = next((r for r in mine if r["policy"] == "haq"), None)
+        if h is None:  # a part of the rivals only (--rows uniform): judged once merged with its HAQ part
+            continue
         rivals = [r for r in mine if r["policy"] != "haq" and meets(r)]
         best = max(rivals, key=lambda r: r["test_acc"]) if rivals else None
         verdicts[budget_name] = {"haq_test_acc": h["test_acc"], "best_uniform": best and best["policy"],
@@ -310,6 +337,10 @@ def _checkpoint(args: argparse.Namespace, spec: ModelSpec, budget_name: str, con
                                               "reward_steps", "reward_bn_batches", "finetune_lr", "seed")}}
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
     return CIFAR.parent / "bench-searches" / f"haq-{budget_name}-{digest}.pt"
+
+
+def _key(policy: QuantPolicy) -> str:
+    return json.dumps(policy.to_json(), sort_keys=True)
 
 
 def _sample(total: int, n: int, seed: int) -> list[int]:

@@ -1,7 +1,7 @@
 """Merges runs of bench/haq_cifar.py on subsets of the budgets (`--budgets`, each in its own
-`haq_cifar-<budgets>.json`) into `haq_cifar.json`: every row tagged with the file it came from, each file's
-protocol kept, the verdicts recomputed over all rows. Nothing is re-measured; every part must have quantized
-the same reference network.
+`haq_cifar-<budgets>.json`) or of a budget's rows (`--rows haq` / `--rows uniform`) into `haq_cifar.json`:
+every row tagged with the file it came from, each file's protocol kept, the verdicts recomputed over all
+rows. Nothing is re-measured; every part must have quantized the same reference network.
 
     python bench/haq_merge.py haq_cifar-bitfusion-latency+bitfusion-energy haq_cifar-size-2bit+size-3bit ... [--tag T]
 """
@@ -30,9 +30,9 @@ def main() -> None:
         if part["summary"].get("partial"):
             raise SystemExit(f"{name}.json is a partial result (its run was cut short); rerun it before merging")
         protocols[name] = {**part["protocol"], "date": part["date"]}
-        repeated = {r["budget"] for r in part["rows"]} & {r["budget"] for r in rows}
+        repeated = {(r["budget"], r["policy"]) for r in part["rows"]} & {(r["budget"], r["policy"]) for r in rows}
         if repeated:
-            raise SystemExit(f"{name}.json repeats budgets of an earlier part: {sorted(repeated)}; merge one run each")
+            raise SystemExit(f"{name}.json repeats rows of an earlier part: {sorted(repeated)}; merge one run each")
         reference = part["protocol"].get("trained", {}).get("test_acc", part["summary"]["original_test_acc"])
         if summary.setdefault("original_test_acc", reference) != reference:
             raise SystemExit(f"{name}.json quantized a reference at {reference:.2%} test, an earlier part one at "
