@@ -3,8 +3,8 @@
 haq_cifar.py fine-tunes every policy once (seed 0). This takes the policies recorded in haq_cifar.json or
 `--source` (nothing is searched again): for each chosen budget, HAQ's policy and the best uniform rival, each
 quantized with the same calibration and fine-tuned with several seeds (data order, augmentation, torch's
-RNG), then tested on the whole test set. Seed 0 repeats haq_cifar.py's own fine-tune, so its figures must equal the
-file's (`summary.seed0_reproduces`).
+RNG), then tested on the whole test set, on the inference copy as haq_cifar.py tests. Seed 0 repeats
+haq_cifar.py's own fine-tune, so its figures must equal the file's (`summary.seed0_reproduces`).
 
     python bench/haq_seeds.py [--seeds 0,1,2,3] [--budgets bitfusion-latency,bitfusion-energy] [--source NAME]
 """
@@ -23,6 +23,7 @@ from haq_cifar import uniform_policy
 
 from tightfit.hardware.layers import extract_layers
 from tightfit.methods.quantize.finetune import finetune
+from tightfit.methods.quantize.inference import inference_copy
 from tightfit.methods.quantize.policy import Calibration, QuantPolicy, quantize_model
 from tightfit.models import ModelSpec
 from tightfit.train import evaluate
@@ -75,7 +76,7 @@ def main() -> None:
             torch.manual_seed(seed)
             q = quantize_model(model, policy, calibration)
             q = finetune(q, data.loader("train", 64, shuffle=True, seed=seed), steps, part["finetune_lr"])
-            rows.append({"policy": name, "seed": seed, "test_acc": evaluate(q, test)[1]})
+            rows.append({"policy": name, "seed": seed, "test_acc": evaluate(inference_copy(q), test)[1]})
             print(rows[-1])
 
     def accs(name: str) -> list[float]:
