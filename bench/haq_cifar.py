@@ -9,7 +9,8 @@ The MobileNetV2 reference (width 0.5, to fit the hour) is trained on a seeded su
     int8 or fp32; the policies are also exported (ONNX Runtime int8 QDQ) and timed together end to end, and
     must also meet the half-way budget in that timing's own milliseconds. HAQ's policy is first lowered
     until it measures within that point timed beside all-int8 and all-fp32 (--measured-check), as
-    `tightfit quantize` lowers it until it measures within the user's budget.
+    `tightfit quantize` lowers it until it measures within the user's budget. HAQ's rewards score the
+    int8 ONNX model in ONNX Runtime, and so does each row's test accuracy: that model is what cpu-ort runs.
 Every policy, HAQ's and the uniform ones, then gets the same straight-through fine-tuning before its test
 accuracy is taken on the whole test set.
 
@@ -33,8 +34,10 @@ from _common import RESULTS, timing_lock, write_result
 
 from tightfit.hardware import CostModel, get_target
 from tightfit.hardware.layers import extract_layers
+from tightfit.hardware.runtime_ort import OrtRuntime
 from tightfit.methods.quantize.costs import AcceleratorCost, OrtCost, SizeCost, operator_layers
 from tightfit.methods.quantize.deploy import mixed_int8_onnx
+from tightfit.methods.quantize.deployed_reward import deployed_accuracy
 from tightfit.methods.quantize.finetune import finetune, quantized_accuracy
 from tightfit.methods.quantize.haq import HAQConfig, decision_units, search
 from tightfit.methods.quantize.inference import inference_copy
@@ -107,6 +110,10 @@ def main() -> None:
     p.add_argument("--measured-check", action=argparse.BooleanOptionalAction, default=True,
                    help="cpu-ort: lower HAQ's policy until it measures within the half-way point of all-int8 and "
                         "all-fp32 timed beside it (methods/quantize/measured.py, as `tightfit quantize` does)")
+    p.add_argument("--cpu-reward", choices=("deployed", "simulated"), default="deployed",
+                   help="cpu-ort: each episode's and each rescoring's accuracy from the int8 ONNX model as ONNX "
+                        "Runtime runs it (as `tightfit quantize` does), or from PyTorch's fake quantization (the "
+                        "runs before 2026-12-01)")
     p.add_argument("--finetune-steps", type=int, default=150, help="fine-tuning steps of every final policy")
     p.add_argument("--finetune-lr", type=float, default=0.005)
     p.add_argument("--test-images", type=int, default=10000, help="a seeded random N of the test set (smoke runs)")
@@ -146,6 +153,7 @@ def main() -> None:
     reward_of = quantized_accuracy(model, calibration, train, args.reward_steps, args.finetune_lr, reward_accuracy,
                                    args.reward_bn_batches)
     rescore_split = data.loader_of(data.holdout, 50) if args.rescore_images else val
+    ort_calibration = ort_calibration_of(data)
     layers = extract_layers(model, SHAPE)
     names = [op.name for op in layers]
     tuned: dict[str, torch.nn.Module] = {}  # the rescored policies, fine-tuned: the winner's final reuses its own
@@ -169,12 +177,12 @@ def main() -> None:
         return q, {"val_acc_before_finetune": before, "val_acc": accuracy(frozen),
                    "test_acc": evaluate(frozen, test)[1]}
 
-    def run_haq(budget_name: str, config: HAQConfig, cost, units) -> dict:  # noqa: ANN001
+    def run_haq(budget_name: str, config: HAQConfig, cost, units, reward=reward_of, base=original,  # noqa: ANN001
+                rescorer=rescore) -> dict:
         t0 = time.perf_counter()
         config = replace(config, rescore_top=args.rescore_top, fill_budget=args.fill_budget)
         checkpoint = _checkpoint(args, spec, budget_name, config) if args.resume else None
-        result = search(units, config, cost, reward_of, original, checkpoint, progress=False, log=print,
-                        rescore=rescore)
+        result = search(units, config, cost, reward, base, checkpoint, progress=False, log=print, rescore=rescorer)
         policy = QuantPolicy.from_json(result.best["policy"])
         curves[budget_name] = [h["reward"] for h in result.history]
         policies[budget_name] = policy
@@ -246,7 +254,17 @@ def main() -> None:
         budget = ort_budget(lo, hi)
         config = HAQConfig(budget=budget, mode="int8", episodes=args.episodes, seed=args.seed, ddpg=ddpg)
         units = decision_units(layers, "int8", groups)
-        haq = run_haq("cpu-ort-latency", config, cost, units)
+        if args.cpu_reward == "deployed":  # what cpu-ort runs: ORT's int8, calibrated as the final models are
+            reward = deployed_accuracy(model, SHAPE, ort_calibration, reward_val, cost.precisions)
+
+            def rescore_deployed(policy: QuantPolicy) -> float:
+                q = tuned[_key(policy)] = finetuned(policy)
+                return _onnx_accuracy(mixed_int8_onnx(q, cost.precisions(policy.bits), SHAPE, ort_calibration),
+                                      rescore_split)
+
+            haq = run_haq("cpu-ort-latency", config, cost, units, reward, reward(all_fp32), rescore_deployed)
+        else:
+            haq = run_haq("cpu-ort-latency", config, cost, units)
         policy = haq.pop("policy_obj")
         if args.measured_check:  # as the product does, with the budget half way in the same timing
             n_ops = len(groups)
@@ -258,13 +276,15 @@ def main() -> None:
         add_row("cpu-ort-latency", "haq", policy, cost, budget, haq)
         add_row("cpu-ort-latency", "int8", all_int8, cost, budget)
         add_row("cpu-ort-latency", "fp32", all_fp32, cost, budget)
-        measured = _measure_cpu(models_cpu, cost, data)
+        measured = _measure_cpu(models_cpu, cost, data, ort_calibration)
         # the same budget, half way from all-int8 to all-fp32, in this timing's own milliseconds: the table's
         # anchors were timed minutes earlier, and a shared machine drifts by more than the margins at stake
         lo_ms, hi_ms = measured["int8"]["measured_ms"], measured["fp32"]["measured_ms"]
         for row in rows:
             if row["budget"] == "cpu-ort-latency":
                 row.update(measured[row["policy"]])
+                # cpu-ort's accuracy is the deployed model's; PyTorch's simulation of it beside
+                row["torch_test_acc"], row["test_acc"] = row["test_acc"], row["onnx_test_acc"]
                 row["measured_budget_ms"] = ort_budget(lo_ms, hi_ms)
                 row["meets_budget_measured"] = row["measured_ms"] <= row["measured_budget_ms"]
 
@@ -296,7 +316,11 @@ def main() -> None:
                 "budgets": "bitfusion: cost of uniform w4a4; size: bytes of uniform k-means at 2/3 bits (codes + "
                            "fp32 codebooks); cpu-ort: lookup-table all-int8 + half the gap to all-fp32",
                 "cpu_ort": "int8 via ONNX Runtime static QDQ quantization of the chosen operators (per-channel "
-                           "weights, min/max activations on 4 x 64 training images); 1 thread, batch 1"}
+                           "weights, min/max activations on 4 x 64 training images); 1 thread, batch 1. With "
+                           "cpu_reward deployed, every episode's reward and every rescoring scores that ONNX model "
+                           "in ONNX Runtime (rewards without fine-tuning or batch-norm re-estimation). Each row's "
+                           "test_acc is the deployed ONNX model's (onnx_test_acc); torch_test_acc is PyTorch's "
+                           "fake-quantized network after the same fine-tune"}
     print(write_result(out, protocol, summary, rows))
     _plot_bits(policies, layers, out)  # after the JSON: a plotting failure must not lose the measurements
 
@@ -367,13 +391,26 @@ def _bits_by_kind(policy: QuantPolicy, layers) -> dict:  # noqa: ANN001
     return out
 
 
-def _measure_cpu(models: dict, cost: OrtCost, data) -> dict:  # noqa: ANN001
+def ort_calibration_of(data) -> list:  # noqa: ANN001
+    """ONNX Runtime's calibration images for every cpu-ort model of the bench: 4 x 64 training images."""
+    return [x.numpy() for x, _ in list(data.loader("train", 64, shuffle=True, seed=1))[:4]]
+
+
+def _onnx_accuracy(blob: bytes, loader) -> float:  # noqa: ANN001
+    session = OrtRuntime(threads=torch.get_num_threads()).session(blob)
+    correct = total = 0
+    for x, y in loader:
+        correct += int((session.run(None, {"input": x.contiguous().numpy()})[0].argmax(1) == y.numpy()).sum())
+        total += len(y)
+    return correct / total
+
+
+def _measure_cpu(models: dict, cost: OrtCost, data, calibration: list) -> dict:  # noqa: ANN001
     """Each cpu-ort policy exported (int8 operators through ONNX Runtime) and timed together end to end;
     ONNX Runtime's test accuracy beside it."""
     import onnxruntime as ort
 
     runtime = cost.cost.target.runtime()
-    calibration = [x.numpy() for x, _ in list(data.loader("train", 64, shuffle=True, seed=1))[:4]]
     sessions, fns = {}, []
     for name, (q, policy) in models.items():
         precisions = cost.precisions(policy.bits)
@@ -383,15 +420,20 @@ def _measure_cpu(models: dict, cost: OrtCost, data) -> dict:  # noqa: ANN001
     ms = timed_together(fns)
     out = {}
     for (name, (session, precisions)), t in zip(sessions.items(), ms, strict=True):
-        correct = total = 0
-        for x, y in data.loader("test", 500):
-            for i in range(len(x)):
-                logits = session.run(None, {"input": x[i:i + 1].contiguous().numpy()})[0]
-                correct += int(logits.argmax() == y[i])
-            total += len(x)
-        out[name] = {"measured_ms": t, "onnx_test_acc": correct / total, "int8_operators": precisions.count(8),
-                     "operators": len(precisions)}
+        out[name] = {"measured_ms": t, "onnx_test_acc": onnx_test_accuracy(session, data),
+                     "int8_operators": precisions.count(8), "operators": len(precisions)}
     return out
+
+
+def onnx_test_accuracy(session, data) -> float:  # noqa: ANN001
+    """Top-1 of an ONNX Runtime session on the test set, one image at a time as cpu-ort runs it."""
+    correct = total = 0
+    for x, y in data.loader("test", 500):
+        for i in range(len(x)):
+            logits = session.run(None, {"input": x[i:i + 1].contiguous().numpy()})[0]
+            correct += int(logits.argmax() == y[i])
+        total += len(x)
+    return correct / total
 
 
 def _plot_bits(policies: dict[str, QuantPolicy], layers, out: str) -> None:  # noqa: ANN001

@@ -3,7 +3,8 @@
 haq_cifar.py fine-tunes every policy once (seed 0). This takes the policies recorded in haq_cifar.json or
 `--source` (nothing is searched again): for each chosen budget, HAQ's policy and the best uniform rival, each
 quantized with the same calibration and fine-tuned with several seeds (data order, augmentation, torch's
-RNG), then tested on the whole test set, on the inference copy as haq_cifar.py tests. Seed 0 repeats
+RNG), then tested on the whole test set, on the inference copy as haq_cifar.py tests (cpu-ort: the int8 ONNX
+model in ONNX Runtime, as haq_cifar.py tests it since its --cpu-reward deployed). Seed 0 repeats
 haq_cifar.py's own fine-tune, so its figures must equal the file's (`summary.seed0_reproduces`).
 
     python bench/haq_seeds.py [--seeds 0,1,2,3] [--budgets bitfusion-latency,bitfusion-energy] [--source NAME]
@@ -19,9 +20,12 @@ import time
 import torch
 from _cifar import load_cifar, reference_recipe, trained_reference
 from _common import RESULTS, write_result
-from haq_cifar import uniform_policy
+from haq_cifar import onnx_test_accuracy, ort_calibration_of, uniform_policy
 
 from tightfit.hardware.layers import extract_layers
+from tightfit.hardware.runtime_ort import OrtRuntime
+from tightfit.methods.quantize.costs import operator_layers
+from tightfit.methods.quantize.deploy import mixed_int8_onnx
 from tightfit.methods.quantize.finetune import finetune
 from tightfit.methods.quantize.inference import inference_copy
 from tightfit.methods.quantize.policy import Calibration, QuantPolicy, quantize_model
@@ -65,10 +69,14 @@ def main() -> None:
     test = data.loader("test", 50)
 
     policies: dict[str, QuantPolicy] = {}  # by name; a uniform rival shared by two budgets is tuned once
+    deployed: set[str] = set()  # the cpu-ort policies, tested as ONNX Runtime runs them
     for budget in budgets:
         policies[f"haq@{budget}"] = QuantPolicy.from_json(source["summary"]["policies"][budget])
         rival = verdicts[budget]["best_uniform"]
         policies[rival] = uniform_policy(rival, names)
+        cpu_row = next(r for r in rows_of if r["budget"] == budget)
+        if budget == "cpu-ort-latency" and protocol_of(cpu_row).get("cpu_reward") == "deployed":
+            deployed |= {f"haq@{budget}", rival}
     seeds = [int(s) for s in args.seeds.split(",")]
     rows = []
     for name, policy in policies.items():
@@ -76,7 +84,14 @@ def main() -> None:
             torch.manual_seed(seed)
             q = quantize_model(model, policy, calibration)
             q = finetune(q, data.loader("train", 64, shuffle=True, seed=seed), steps, part["finetune_lr"])
-            rows.append({"policy": name, "seed": seed, "test_acc": evaluate(inference_copy(q), test)[1]})
+            if name in deployed:
+                precisions = [8 if all(policy.bits[n].w_bits <= 8 for n in group) else 32
+                              for group in operator_layers(model)]
+                blob = mixed_int8_onnx(q, precisions, SHAPE, ort_calibration_of(data))
+                acc = onnx_test_accuracy(OrtRuntime().session(blob), data)
+            else:
+                acc = evaluate(inference_copy(q), test)[1]
+            rows.append({"policy": name, "seed": seed, "test_acc": acc})
             print(rows[-1])
 
     def accs(name: str) -> list[float]:
@@ -101,7 +116,8 @@ def main() -> None:
                 "best uniform rival that meets it)", "finetune_steps": steps,
                 "finetune_lr": part["finetune_lr"], "calibration": "4 x 64 training images, seed of the source run",
                 "seed": "torch.manual_seed and the training loader's order and augmentation",
-                "test": "all 10,000 test images, PyTorch fake-quantized"}
+                "test": "all 10,000 test images, PyTorch fake-quantized; cpu-ort policies of a source run with "
+                        "cpu_reward deployed: the int8 ONNX model in ONNX Runtime, one image at a time"}
     print(write_result("haq_seeds" + (f"-{args.tag}" if args.tag else ""), protocol, summary, rows))
 
 

@@ -90,7 +90,8 @@ def add_quantize(p: argparse.ArgumentParser, flag: str | None = "--quantize") ->
     g.add_argument("--haq-episodes", type=int, help="DDPG episodes (default 300, 60 on digits)")
     g.add_argument("--haq-warmup", type=int, help="episodes of random actions first (default 100, 20 on digits)")
     g.add_argument("--reward-steps", type=int, help="fine-tuning steps before each episode's accuracy (default 50, "
-                                                    "20 on digits)")
+                                                    "20 on digits; none on cpu-ort, whose reward is the int8 ONNX "
+                                                    "model as ONNX Runtime runs it)")
     g.add_argument("--reward-lr", type=float, help="learning rate of those steps (default 0.01, 0.005 on digits)")
     g.add_argument("--quantize-epochs", type=int, help="straight-through fine-tuning of the chosen policy (default "
                                                        "5, 2 on digits)")

@@ -37,36 +37,58 @@ def quantize_int8(onnx_model: bytes, input_shape: tuple[int, ...], batch_size: i
 
     `keep_fp32(node_name)` leaves the nodes it selects in fp32 (mixed precision: the exporter names nodes
     after their modules, e.g. "/blocks/blocks.3/conv/conv.0/conv.0.0/Conv")."""
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
-    from onnxruntime.quantization.shape_inference import quant_pre_process
+    return Int8Quantizer(onnx_model, input_shape, batch_size, calibration, fmt, per_channel)(keep_fp32)
 
-    rng = np.random.default_rng(0)
-    batches = calibration or [rng.standard_normal((batch_size, *input_shape)).astype(np.float32) for _ in range(4)]
 
-    class Reader(CalibrationDataReader):
-        def __init__(self) -> None:
-            self.it = iter(batches)
+class Int8Quantizer:
+    """`quantize_int8` of one fp32 model under many choices of the nodes kept fp32 (HAQ's episodes).
 
-        def get_next(self) -> dict | None:
-            x = next(self.it, None)
-            return None if x is None else {"input": x}
+    ORT's pre-processing and its calibration (min/max of the fp32 model's tensors, the same whichever nodes
+    stay fp32) run once; later calls reuse ORT's calibration cache, so they only rewrite the graph."""
 
-    with tempfile.TemporaryDirectory() as tmp:
-        src, pre, dst = Path(tmp) / "fp32.onnx", Path(tmp) / "pre.onnx", Path(tmp) / "int8.onnx"
+    def __init__(self, onnx_model: bytes, input_shape: tuple[int, ...], batch_size: int = 1,
+                 calibration: list[np.ndarray] | None = None, fmt: str = INT8_FORMAT, per_channel: bool = True):
+        from onnxruntime.quantization.shape_inference import quant_pre_process
+
+        rng = np.random.default_rng(0)
+        self.batches = calibration or [rng.standard_normal((batch_size, *input_shape)).astype(np.float32)
+                                       for _ in range(4)]
+        self.fmt, self.per_channel = fmt, per_channel
+        self._dir = tempfile.TemporaryDirectory(prefix="tightfit-int8-")
+        tmp = Path(self._dir.name)
+        src, self._pre, self._ranges = tmp / "fp32.onnx", tmp / "pre.onnx", tmp / "ranges.json"
         src.write_bytes(onnx_model)
         with warnings.catch_warnings(), _quiet_root_logger():
             warnings.simplefilter("ignore")
             # folds constants into initializers and fuses; ORT's docs ask for it before quantization
-            quant_pre_process(str(src), str(pre))
-            exclude = []
-            if keep_fp32 is not None:
-                import onnx
+            quant_pre_process(str(src), str(self._pre))
+        import onnx
 
-                exclude = [n.name for n in onnx.load(str(pre)).graph.node if keep_fp32(n.name)]
-            quantize_static(str(pre), str(dst), Reader(), quant_format=getattr(QuantFormat, fmt),
-                            per_channel=per_channel, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                            nodes_to_exclude=exclude)
-        return dst.read_bytes()
+        self.node_names = [n.name for n in onnx.load(str(self._pre)).graph.node]
+
+    def __call__(self, keep_fp32: Callable[[str], bool] | None = None) -> bytes:
+        from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+
+        batches = self.batches
+
+        class Reader(CalibrationDataReader):
+            def __init__(self) -> None:
+                self.it = iter(batches)
+
+            def get_next(self) -> dict | None:
+                x = next(self.it, None)
+                return None if x is None else {"input": x}
+
+        exclude = [n for n in self.node_names if keep_fp32 is not None and keep_fp32(n)]
+        with tempfile.TemporaryDirectory(prefix="tightfit-int8-") as tmp:
+            dst = Path(tmp) / "int8.onnx"
+            with warnings.catch_warnings(), _quiet_root_logger():
+                warnings.simplefilter("ignore")
+                quantize_static(str(self._pre), str(dst), Reader(), quant_format=getattr(QuantFormat, self.fmt),
+                                per_channel=self.per_channel, activation_type=QuantType.QUInt8,
+                                weight_type=QuantType.QInt8, nodes_to_exclude=exclude,
+                                calibration_cache_path=str(self._ranges))
+            return dst.read_bytes()
 
 
 @contextmanager

@@ -5,7 +5,8 @@ What the budget bounds depends on the target (SPEC section 3):
     linear quantization, latency or energy from the accelerator model;
   * a size budget, on any target: weight bits per layer, k-means (Deep Compression), bytes of the weights;
   * `cpu-ort`, whose kernels are int8 or fp32: which operators run int8, latency from the lookup table.
-The reward of every episode is the validation accuracy after a short straight-through fine-tune. The best
+The reward of every episode is the validation accuracy after a short straight-through fine-tune; on cpu-ort
+it is the accuracy of the int8 ONNX model as ONNX Runtime runs it (methods/quantize/deployed_reward.py). The best
 policy is applied, fine-tuned for a few epochs, packed (the packed file's size is the model size) and,
 on cpu-ort, built into the int8 ONNX model that is deployed. On cpu-ort the policy is first timed as
 deployed and lowered (one more operator int8 at a time) until it measures within the budget
@@ -32,6 +33,7 @@ from tightfit.hardware.layers import LayerOp, extract_layers
 from tightfit.hardware.targets import Target
 from tightfit.methods.quantize.costs import AcceleratorCost, OrtCost, SizeCost, operator_layers
 from tightfit.methods.quantize.deploy import mixed_int8_onnx, quantized_values_model
+from tightfit.methods.quantize.deployed_reward import deployed_accuracy
 from tightfit.methods.quantize.finetune import quantized_accuracy
 from tightfit.methods.quantize.haq import HAQConfig, decision_units, search
 from tightfit.methods.quantize.measured import lower_until_measured
@@ -107,8 +109,13 @@ class QuantizeStage:
         val = BatchLoader(ctx.val, 256, ctx.normalize)
         accuracy = lambda m: evaluate(m, val)[1]  # noqa: E731
         original = accuracy(model)
-        reward_of = quantized_accuracy(model, calibration, _take(loader, settings.reward_steps), settings.reward_steps,
-                                       settings.reward_lr, accuracy)
+        if plan.mode == "int8":  # what cpu-ort runs: ORT's int8, not PyTorch's simulation of it
+            reward_of = deployed_accuracy(model, shape, [x.numpy() for x, _ in calibration_batches], val,
+                                          cost.precisions)
+            original = reward_of(QuantPolicy({op.name: LayerBits() for op in layers}))
+        else:
+            reward_of = quantized_accuracy(model, calibration, _take(loader, settings.reward_steps),
+                                           settings.reward_steps, settings.reward_lr, accuracy)
         units = decision_units(layers, plan.mode, operator_layers(model) if plan.mode == "int8" else None)
         print(f"step 3 (HAQ): {plan.mode} precision, budget {budget:.4g} {UNITS[plan.metric]} ({budget_source}); "
               f"{len(units)} decisions per episode")

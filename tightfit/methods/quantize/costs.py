@@ -23,7 +23,7 @@ from tightfit.hardware.layers import LayerOp, extract_layers
 from tightfit.hardware.ops import plan_ops
 from tightfit.hardware.profile import time_together
 from tightfit.hardware.targets import Target
-from tightfit.methods.quantize.deploy import float_onnx, quantize_operators
+from tightfit.methods.quantize.deploy import MixedInt8, float_onnx
 from tightfit.methods.quantize.policy import FP, LayerBits, quantizable_layers
 from tightfit.models.mobilenet import MobileNet
 
@@ -110,7 +110,7 @@ class OrtCost:
         if not cost.target.int8:
             raise TightfitError(f"{cost.target.name} has no int8 kernels to choose between")
         self.model, self.cost = model, cost
-        self._fp32_onnx: bytes | None = None
+        self._int8: MixedInt8 | None = None
         self.operators = operator_layers(model)
         keys = plan_ops(model.plan)
         # the tensor between operator i and i + 1 is operator i + 1's input
@@ -132,9 +132,9 @@ class OrtCost:
         runtime = self.cost.target.runtime()
         plan = self.model.plan
         shape = (plan.in_channels, plan.resolution, plan.resolution)
-        if self._fp32_onnx is None:  # one export serves the anchors and every later measured check
-            self._fp32_onnx = float_onnx(self.model, shape)
-        fns = [runtime.prepare_onnx(quantize_operators(self._fp32_onnx, precisions, shape, None), shape)
+        if self._int8 is None:  # one export serves the anchors and every later measured check
+            self._int8 = MixedInt8(float_onnx(self.model, shape), shape, None)
+        fns = [runtime.prepare_onnx(self._int8(precisions), shape)
                for precisions in tqdm(list(policies.values()), desc=desc, unit="net",
                                       disable=None if self.cost.progress else True)]
         return dict(zip(policies, time_together(fns), strict=True))

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from tightfit.hardware.cost import operator_index
-from tightfit.hardware.runtime_ort import quantize_int8
+from tightfit.hardware.runtime_ort import Int8Quantizer
 from tightfit.methods.quantize.policy import FP, LayerBits, QuantLayer, QuantPolicy
 
 
@@ -91,15 +91,25 @@ def mixed_int8_onnx(quantized: nn.Module, precisions: list[int], input_shape: tu
 
 def quantize_operators(fp32_onnx: bytes, precisions: list[int], input_shape: tuple[int, ...],
                        calibration: list[np.ndarray] | None) -> bytes:
-    """`mixed_int8_onnx` from the network's `float_onnx` export: several policies of one network need one
-    export."""
-    n_ops = len(precisions)
+    """`mixed_int8_onnx` from the network's `float_onnx` export."""
+    return MixedInt8(fp32_onnx, input_shape, calibration)(precisions)
 
-    def keep_fp32(node: str) -> bool:
-        path = module_path(node)
-        return precisions[operator_index(path, n_ops)] != 8 if path else False
 
-    return quantize_int8(fp32_onnx, input_shape, calibration=calibration, keep_fp32=keep_fp32)
+class MixedInt8:
+    """`quantize_operators` for many policies of one network (HAQ's episodes, OrtCost's timings): one export,
+    and ONNX Runtime's pre-processing and calibration once."""
+
+    def __init__(self, fp32_onnx: bytes, input_shape: tuple[int, ...], calibration: list[np.ndarray] | None):
+        self.quantizer = Int8Quantizer(fp32_onnx, input_shape, calibration=calibration)
+
+    def __call__(self, precisions: list[int]) -> bytes:
+        n_ops = len(precisions)
+
+        def keep_fp32(node: str) -> bool:
+            path = module_path(node)
+            return precisions[operator_index(path, n_ops)] != 8 if path else False
+
+        return self.quantizer(keep_fp32)
 
 
 def float_onnx(quantized: nn.Module, input_shape: tuple[int, ...]) -> bytes:
