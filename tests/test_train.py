@@ -38,7 +38,7 @@ def test_trainer_learns_a_separable_problem():
     assert history.epochs[-1].eval_acc > 0.9 > acc_before
 
 
-@pytest.mark.parametrize("schedule", ["cosine", "onecycle"])
+@pytest.mark.parametrize("schedule", ["cosine", "onecycle", "constant"])
 def test_resume_after_interruption_matches_an_uninterrupted_run(tmp_path, schedule):
     data = _toy_data()
     cfg = TrainConfig(epochs=3, batch_size=32, lr=0.05, schedule=schedule, channels_last=False)
@@ -70,6 +70,17 @@ def test_resume_after_interruption_matches_an_uninterrupted_run(tmp_path, schedu
     assert [e.epoch for e in history.epochs] == [1, 2, 3]
     for a, b in zip(whole.state_dict().values(), resumed_model.state_dict().values(), strict=True):
         torch.testing.assert_close(a, b)
+
+
+def test_a_constant_schedule_holds_the_rate_after_its_warm_up_and_a_cosine_one_decays():
+    train, _ = _loaders(_toy_data())  # 8 batches an epoch
+    rates = {}
+    for schedule in ("constant", "cosine"):
+        trainer = Trainer(_toy_model(), TrainConfig(epochs=2, batch_size=32, lr=0.05, schedule=schedule,
+                                                    warmup_epochs=0.5, channels_last=False), train, progress=False)
+        trainer.fit()
+        rates[schedule] = trainer.optimizer.param_groups[0]["lr"]
+    assert rates["constant"] == pytest.approx(0.05) and rates["cosine"] < 1e-3
 
 
 def test_resume_with_other_settings_is_refused(tmp_path):

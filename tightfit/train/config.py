@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-SCHEDULES = ("cosine", "onecycle")
+SCHEDULES = ("cosine", "onecycle", "constant")
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """SGD with Nesterov momentum and a per-step cosine (with linear warm-up) or one-cycle schedule."""
+    """SGD with Nesterov momentum and a per-step cosine or constant (both after a linear warm-up) or one-cycle
+    schedule. Constant suits training whose length is not known in advance (a proxy stopped by the clock)."""
 
     epochs: int = 30
     batch_size: int = 128

@@ -62,12 +62,14 @@ def evaluate(model: nn.Module, loader: BatchLoader, ctx: DistContext = DistConte
     return loss_sum / max(count, 1), correct / max(count, 1)
 
 
-def cosine_with_warmup(total_steps: int, warmup_steps: int) -> Callable[[int], float]:
-    """LR factor per step: linear warm-up, then a cosine decay to zero at `total_steps`."""
+def cosine_with_warmup(total_steps: int | None, warmup_steps: int) -> Callable[[int], float]:
+    """LR factor per step: linear warm-up, then a cosine decay to zero at `total_steps` (None: constant)."""
 
     def factor(step: int) -> float:
         if step < warmup_steps:
             return (step + 1) / warmup_steps
+        if total_steps is None:
+            return 1.0
         progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
         return 0.5 * (1.0 + math.cos(math.pi * progress))
     return factor
@@ -101,8 +103,9 @@ class Trainer:
             self.scheduler: torch.optim.lr_scheduler.LRScheduler = torch.optim.lr_scheduler.OneCycleLR(
                 self.optimizer, max_lr=config.lr, total_steps=config.epochs * steps)
         else:
+            total = config.epochs * steps if config.schedule == "cosine" else None
             self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-                self.optimizer, cosine_with_warmup(config.epochs * steps, int(config.warmup_epochs * steps)))
+                self.optimizer, cosine_with_warmup(total, int(config.warmup_epochs * steps)))
         self.net = DistributedDataParallel(self.model) if ctx.enabled else self.model
         self.start_epoch = self._resume()
 
