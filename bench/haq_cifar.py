@@ -113,7 +113,8 @@ def main() -> None:
     p.add_argument("--cpu-reward", choices=("deployed", "simulated"), default="deployed",
                    help="cpu-ort: each episode's and each rescoring's accuracy from the int8 ONNX model as ONNX "
                         "Runtime runs it (as `tightfit quantize` does), or from PyTorch's fake quantization (the "
-                        "runs before 2026-12-01)")
+                        "reward of the runs before 2026-12-01); the rows' test accuracy is the deployed model's "
+                        "either way")
     p.add_argument("--finetune-steps", type=int, default=150, help="fine-tuning steps of every final policy")
     p.add_argument("--finetune-lr", type=float, default=0.005)
     p.add_argument("--test-images", type=int, default=10000, help="a seeded random N of the test set (smoke runs)")

@@ -4,7 +4,7 @@ haq_cifar.py fine-tunes every policy once (seed 0). This takes the policies reco
 `--source` (nothing is searched again): for each chosen budget, HAQ's policy and the best uniform rival, each
 quantized with the same calibration and fine-tuned with several seeds (data order, augmentation, torch's
 RNG), then tested on the whole test set, on the inference copy as haq_cifar.py tests (cpu-ort: the int8 ONNX
-model in ONNX Runtime, as haq_cifar.py tests it since its --cpu-reward deployed). Seed 0 repeats
+model in ONNX Runtime, as haq_cifar.py tests it since it has --cpu-reward). Seed 0 repeats
 haq_cifar.py's own fine-tune, so its figures must equal the file's (`summary.seed0_reproduces`).
 
     python bench/haq_seeds.py [--seeds 0,1,2,3] [--budgets bitfusion-latency,bitfusion-energy] [--source NAME]
@@ -74,8 +74,8 @@ def main() -> None:
         policies[f"haq@{budget}"] = QuantPolicy.from_json(source["summary"]["policies"][budget])
         rival = verdicts[budget]["best_uniform"]
         policies[rival] = uniform_policy(rival, names)
-        cpu_row = next(r for r in rows_of if r["budget"] == budget)
-        if budget == "cpu-ort-latency" and protocol_of(cpu_row).get("cpu_reward") == "deployed":
+        row = next(r for r in rows_of if r["budget"] == budget)
+        if budget == "cpu-ort-latency" and "cpu_reward" in protocol_of(row):  # rows scored as deployed since then
             deployed |= {f"haq@{budget}", rival}
     seeds = [int(s) for s in args.seeds.split(",")]
     rows = []
@@ -116,8 +116,8 @@ def main() -> None:
                 "best uniform rival that meets it)", "finetune_steps": steps,
                 "finetune_lr": part["finetune_lr"], "calibration": "4 x 64 training images, seed of the source run",
                 "seed": "torch.manual_seed and the training loader's order and augmentation",
-                "test": "all 10,000 test images, PyTorch fake-quantized; cpu-ort policies of a source run with "
-                        "cpu_reward deployed: the int8 ONNX model in ONNX Runtime, one image at a time"}
+                "test": "all 10,000 test images, PyTorch fake-quantized; cpu-ort policies of a source run that has "
+                        "cpu_reward: the int8 ONNX model in ONNX Runtime, one image at a time"}
     print(write_result("haq_seeds" + (f"-{args.tag}" if args.tag else ""), protocol, summary, rows))
 
 
