@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import itertools
 import json
 import re
 import time
@@ -32,6 +33,7 @@ import torch
 from _cifar import CIFAR, add_reference_options, load_cifar, reference_recipe, timed_together, trained_reference
 from _common import RESULTS, timing_lock, write_result
 
+from tightfit.export.onnx import onnx_accuracy
 from tightfit.hardware import CostModel, get_target
 from tightfit.hardware.layers import extract_layers
 from tightfit.hardware.runtime_ort import OrtRuntime
@@ -260,8 +262,8 @@ def main() -> None:
 
             def rescore_deployed(policy: QuantPolicy) -> float:
                 q = tuned[_key(policy)] = finetuned(policy)
-                return _onnx_accuracy(mixed_int8_onnx(q, cost.precisions(policy.bits), SHAPE, ort_calibration),
-                                      rescore_split)
+                blob = mixed_int8_onnx(q, cost.precisions(policy.bits), SHAPE, ort_calibration)
+                return onnx_accuracy(OrtRuntime(threads=torch.get_num_threads()).session(blob), rescore_split)
 
             haq = run_haq("cpu-ort-latency", config, cost, units, reward, reward(all_fp32), rescore_deployed)
         else:
@@ -394,16 +396,7 @@ def _bits_by_kind(policy: QuantPolicy, layers) -> dict:  # noqa: ANN001
 
 def ort_calibration_of(data) -> list:  # noqa: ANN001
     """ONNX Runtime's calibration images for every cpu-ort model of the bench: 4 x 64 training images."""
-    return [x.numpy() for x, _ in list(data.loader("train", 64, shuffle=True, seed=1))[:4]]
-
-
-def _onnx_accuracy(blob: bytes, loader) -> float:  # noqa: ANN001
-    session = OrtRuntime(threads=torch.get_num_threads()).session(blob)
-    correct = total = 0
-    for x, y in loader:
-        correct += int((session.run(None, {"input": x.contiguous().numpy()})[0].argmax(1) == y.numpy()).sum())
-        total += len(y)
-    return correct / total
+    return [x.numpy() for x, _ in itertools.islice(data.loader("train", 64, shuffle=True, seed=1), 4)]
 
 
 def _measure_cpu(models: dict, cost: OrtCost, data, calibration: list) -> dict:  # noqa: ANN001

@@ -24,7 +24,7 @@ from haq_cifar import onnx_test_accuracy, ort_calibration_of, uniform_policy
 
 from tightfit.hardware.layers import extract_layers
 from tightfit.hardware.runtime_ort import OrtRuntime
-from tightfit.methods.quantize.costs import operator_layers
+from tightfit.methods.quantize.costs import operator_layers, operator_precisions
 from tightfit.methods.quantize.deploy import mixed_int8_onnx
 from tightfit.methods.quantize.finetune import finetune
 from tightfit.methods.quantize.inference import inference_copy
@@ -78,6 +78,7 @@ def main() -> None:
         if budget == "cpu-ort-latency" and "cpu_reward" in protocol_of(row):  # rows scored as deployed since then
             deployed |= {f"haq@{budget}", rival}
     seeds = [int(s) for s in args.seeds.split(",")]
+    operators, ort_calibration = operator_layers(model), ort_calibration_of(data)
     rows = []
     for name, policy in policies.items():
         for seed in seeds:
@@ -85,9 +86,7 @@ def main() -> None:
             q = quantize_model(model, policy, calibration)
             q = finetune(q, data.loader("train", 64, shuffle=True, seed=seed), steps, part["finetune_lr"])
             if name in deployed:
-                precisions = [8 if all(policy.bits[n].w_bits <= 8 for n in group) else 32
-                              for group in operator_layers(model)]
-                blob = mixed_int8_onnx(q, precisions, SHAPE, ort_calibration_of(data))
+                blob = mixed_int8_onnx(q, operator_precisions(operators, policy.bits), SHAPE, ort_calibration)
                 acc = onnx_test_accuracy(OrtRuntime().session(blob), data)
             else:
                 acc = evaluate(inference_copy(q), test)[1]

@@ -98,9 +98,9 @@ def main() -> None:
     worker = spawn.Process(target=other_core, args=(vars(args), [str(a) for a in candidates], width, final, stop,
                                                     replies), daemon=True)  # dies with this one
     worker.start()
-    predicted = {str(a): costs.of_arch(space, a) for a in candidates}
     drawn_rows = [{"arch": str(a), "predicted_ms": costs.of_arch(space, a), "measured_ms": ms, "meets_target": ok,
                    "trained": a in candidates} for a, ms, ok in zip(drawn, drawn_ms, drawn_meet, strict=True)]
+    predicted = {r["arch"]: r["predicted_ms"] for r in drawn_rows}
 
     # step 1: the search
     search_start = time.perf_counter()

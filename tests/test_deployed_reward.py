@@ -4,6 +4,7 @@ import onnxruntime as ort
 import pytest
 import torch
 
+from tightfit.export.onnx import onnx_accuracy
 from tightfit.hardware import CostModel, get_target
 from tightfit.hardware.runtime_ort import Int8Quantizer, quantize_int8
 from tightfit.methods.quantize.costs import OrtCost
@@ -41,10 +42,8 @@ def setup():
     return model, cost, calibration, [(x[i:i + 32], y[i:i + 32]) for i in range(0, 96, 32)]
 
 
-def onnx_accuracy(blob: bytes, batches) -> float:  # noqa: ANN001
-    session = ort.InferenceSession(blob, providers=["CPUExecutionProvider"])
-    correct = sum(int((session.run(None, {"input": x.numpy()})[0].argmax(1) == y.numpy()).sum()) for x, y in batches)
-    return correct / sum(len(y) for _, y in batches)
+def deployed_model_accuracy(blob: bytes, batches) -> float:  # noqa: ANN001
+    return onnx_accuracy(ort.InferenceSession(blob, providers=["CPUExecutionProvider"]), batches)
 
 
 def policy_of(model, int8_layers) -> QuantPolicy:  # noqa: ANN001
@@ -68,5 +67,5 @@ def test_the_reward_is_the_accuracy_of_the_int8_onnx_model_that_is_deployed(setu
     for int8_layers in (half, set(quantizable_layers(model))):
         policy = policy_of(model, int8_layers)
         deployed = mixed_int8_onnx(model, cost.precisions(policy.bits), SHAPE, calibration)
-        assert reward(policy) == onnx_accuracy(deployed, batches)
+        assert reward(policy) == deployed_model_accuracy(deployed, batches)
     assert reward(policy_of(model, set(quantizable_layers(model)))) < 1.0  # int8 really ran: ORT's rounding

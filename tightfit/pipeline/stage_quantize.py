@@ -108,7 +108,6 @@ class QuantizeStage:
         calibration = Calibration(model, [x for x, _ in calibration_batches], seed=cfg.seed)
         val = BatchLoader(ctx.val, 256, ctx.normalize)
         accuracy = lambda m: evaluate(m, val)[1]  # noqa: E731
-        original = accuracy(model)
         if plan.mode == "int8":  # what cpu-ort runs: ORT's int8, not PyTorch's simulation of it
             reward_of = deployed_accuracy(model, shape, [x.numpy() for x, _ in calibration_batches], val,
                                           cost.precisions)
@@ -116,6 +115,7 @@ class QuantizeStage:
         else:
             reward_of = quantized_accuracy(model, calibration, _take(loader, settings.reward_steps),
                                            settings.reward_steps, settings.reward_lr, accuracy)
+            original = accuracy(model)
         units = decision_units(layers, plan.mode, operator_layers(model) if plan.mode == "int8" else None)
         print(f"step 3 (HAQ): {plan.mode} precision, budget {budget:.4g} {UNITS[plan.metric]} ({budget_source}); "
               f"{len(units)} decisions per episode")

@@ -153,7 +153,7 @@ class OrtCost:
         return sum(e for e, a, b in zip(self.boundary_elements, precisions, precisions[1:], strict=False) if a != b)
 
     def precisions(self, bits: Bits) -> list[int]:
-        return [8 if all(bits.get(n, LayerBits()).w_bits <= 8 for n in layers) else 32 for layers in self.operators]
+        return operator_precisions(self.operators, bits)
 
     def of_precisions(self, precisions: list[int]) -> float:
         return self.operators_ms(precisions) + self.ms_per_changed_element * self.changed_elements(precisions)
@@ -170,6 +170,11 @@ def anchor_policies(n_ops: int) -> dict[str, list[int]]:
     return {"fp32": [32] * n_ops, "int8": [8] * n_ops,
             "alternate-even": [8 if i % 2 == 0 else 32 for i in range(n_ops)],
             "alternate-odd": [8 if i % 2 else 32 for i in range(n_ops)]}
+
+
+def operator_precisions(operators: list[list[str]], bits: Bits) -> list[int]:
+    """8 for each operator (its layers, `operator_layers`) whose layers all have at most 8 weight bits, else 32."""
+    return [8 if all(bits.get(n, LayerBits()).w_bits <= 8 for n in layers) else 32 for layers in operators]
 
 
 def operator_layers(model: MobileNet) -> list[list[str]]:

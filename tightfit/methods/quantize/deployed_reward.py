@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from tightfit.export.onnx import onnx_accuracy
 from tightfit.hardware.runtime_ort import OrtRuntime
 from tightfit.methods.quantize.deploy import MixedInt8, float_onnx
 from tightfit.methods.quantize.policy import LayerBits, QuantPolicy
@@ -31,11 +32,9 @@ def deployed_accuracy(model: nn.Module, input_shape: tuple[int, ...], calibratio
     exported once and calibrated once, so an episode costs ORT's graph rewrite and the evaluation."""
     mixed = MixedInt8(float_onnx(model, input_shape), input_shape, calibration)
     runtime = OrtRuntime(threads=torch.get_num_threads())
-    fixed = [(x.contiguous().numpy(), y.numpy()) for x, y in batches]
+    fixed = list(batches)
 
     def evaluate(policy: QuantPolicy) -> float:
-        session = runtime.session(mixed(precisions_of(policy.bits)))
-        correct = sum(int((session.run(None, {"input": x})[0].argmax(1) == y).sum()) for x, y in fixed)
-        return correct / sum(len(y) for _, y in fixed)
+        return onnx_accuracy(runtime.session(mixed(precisions_of(policy.bits))), fixed)
 
     return evaluate
