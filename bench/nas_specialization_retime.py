@@ -6,8 +6,7 @@ off another session of the same network here. This rebuilds every stored pair fr
 (random weights: latency does not depend on them), opens `--sessions` fresh sessions per network and times
 all of them interleaved in one estimator call, so every run's pair is timed across the same machine phases.
 Per run: each network's median over its sessions, the spread, the share of session pairs in which the
-cpu-ort network is the faster one, and the lookup table's prediction of both. Bit Fusion is analytic and is
-copied from the run.
+cpu-ort network is the faster one. Bit Fusion is analytic and is copied from the run.
 
     python bench/nas_specialization_retime.py [--sessions 5] [nas_specialization-ref-k5e3-seed0 ...]
 """
@@ -21,7 +20,7 @@ import statistics
 from _cifar import timed_together
 from _common import RESULTS, write_result
 
-from tightfit.hardware import CostModel, get_target
+from tightfit.hardware import get_target
 from tightfit.models import MobileNet
 from tightfit.space import Arch, SearchSpace
 
@@ -47,8 +46,7 @@ def main() -> None:
     p.add_argument("runs", nargs="*", help="result names under bench/results (default: every specialisation run)")
     p.add_argument("--sessions", type=int, default=5, help="fresh ONNX Runtime sessions per network")
     args = p.parse_args()
-    cpu = CostModel(get_target("cpu-ort"), progress=False)
-    runtime = cpu.target.runtime()
+    runtime = get_target("cpu-ort").runtime()
     runs = stored_runs(args.runs)
     nets, fns = [], []
     for name, run in runs:
@@ -61,7 +59,6 @@ def main() -> None:
     ms = timed_together(fns)
     timed = {(name, searched): ms[i * args.sessions:(i + 1) * args.sessions]
              for i, (name, searched, _) in enumerate(nets)}
-    predicted = {(name, searched): cpu.of_model(net, SHAPE).latency_ms for name, searched, net in nets}
     rows = []
     for name, run in runs:
         own, other = timed[name, "cpu-ort"], timed[name, "bitfusion"]
@@ -73,8 +70,6 @@ def main() -> None:
             "cpu_net_faster_on_cpu": statistics.median(own) < statistics.median(other),
             "session_pairs_cpu_net_faster": sum(a < b for a in own for b in other) / (len(own) * len(other)),
             "in_run": run["summary"]["cpu_net_faster_on_cpu"],
-            "table_predicts_cpu_net_faster": predicted[name, "cpu-ort"] < predicted[name, "bitfusion"],
-            "table_ms": {"cpu_net": predicted[name, "cpu-ort"], "bitfusion_net": predicted[name, "bitfusion"]},
             "bitfusion_net_faster_on_bitfusion": by["bitfusion"]["bitfusion_ms"] < by["cpu-ort"]["bitfusion_ms"],
         })
         print(name, rows[-1]["cpu_net_faster_on_cpu"], f"{rows[-1]['session_pairs_cpu_net_faster']:.2f}",
@@ -84,7 +79,6 @@ def main() -> None:
         "runs": len(rows),
         "cpu_net_faster_on_cpu": sum(r["cpu_net_faster_on_cpu"] for r in rows),
         "agrees_with_run": sum(r["cpu_net_faster_on_cpu"] == r["in_run"] for r in rows),
-        "agrees_with_table": sum(r["cpu_net_faster_on_cpu"] == r["table_predicts_cpu_net_faster"] for r in rows),
         "both_halves": [r["run"] for r in rows
                         if r["cpu_net_faster_on_cpu"] and r["bitfusion_net_faster_on_bitfusion"]],
         "session_spread_median": statistics.median(spread), "session_spread_max": max(spread),
@@ -92,7 +86,6 @@ def main() -> None:
     protocol = {"runs": [name for name, _ in runs], "sessions_per_network": args.sessions,
                 "timing": "every session of every run in one interleaved estimator call (the table's), "
                           "OMP_NUM_THREADS as set by the caller; nothing else should run",
-                "table": "cpu-ort lookup table as stored, without the run's scale refit (ratios compare)",
                 "session_spread": "max/min - 1 over one network's sessions"}
     print(write_result("nas_specialization_retime", protocol, summary, rows))
 
