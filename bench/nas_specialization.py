@@ -30,7 +30,7 @@ from dataclasses import asdict
 
 import torch
 from _cifar import CIFAR, load_cifar, measure_ms
-from _common import write_result
+from _common import RESULTS, write_result
 
 from tightfit.export.weights import load_weights, save_weights
 from tightfit.hardware import CostModel, get_target, profile
@@ -42,6 +42,11 @@ from tightfit.space import Arch, SearchSpace
 from tightfit.space.arch import MBConvChoice
 
 TARGETS = ("cpu-ort", "bitfusion")
+
+
+def stored_run_names() -> list[str]:
+    """Every stored result of this bench: the main one, then each --tag variant."""
+    return ["nas_specialization", *sorted(f.stem for f in RESULTS.glob("nas_specialization-*.json"))]
 
 
 def describe(arch: Arch) -> dict:

@@ -20,7 +20,7 @@ import json
 
 import torch
 from _common import RESULTS, write_result
-from nas_specialization import range_fraction, reference_arch
+from nas_specialization import TARGETS, range_fraction, reference_arch, stored_run_names
 
 from tightfit.hardware import CostModel, get_target
 from tightfit.methods.search.costs import SpaceCosts, space_costs
@@ -28,7 +28,6 @@ from tightfit.methods.search.derive import constrained_argmax
 from tightfit.methods.search.supernet import Supernet
 from tightfit.space import SearchSpace
 
-TARGETS = ("cpu-ort", "bitfusion")
 FRACTIONS = (0.2, 0.3, 0.4)
 # the space's network with this op at every position; "a/b": the two alternating, position by position. k7e3 and
 # k3e6 trade places on the two targets (k7e3 is the dearer on cpu-ort, k3e6 on bitfusion), so from their mix each
@@ -64,7 +63,7 @@ def main() -> None:
     p.add_argument("runs", nargs="*", help="result names under bench/results (default: every finished "
                    "nas_specialization run that kept its final probabilities)")
     args = p.parse_args()
-    names = args.runs or ["nas_specialization", *sorted(f.stem for f in RESULTS.glob("nas_specialization-*.json"))]
+    names = args.runs or stored_run_names()
     space = SearchSpace(32, 3, 10, width_mult=0.5)
     costs = {t: space_costs(CostModel(get_target(t), progress=False), space) for t in TARGETS}
     ops = labels(space)

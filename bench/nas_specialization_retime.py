@@ -19,19 +19,18 @@ import statistics
 
 from _cifar import timed_together
 from _common import RESULTS, write_result
+from nas_specialization import TARGETS, stored_run_names
 
 from tightfit.hardware import get_target
 from tightfit.models import MobileNet
 from tightfit.space import Arch, SearchSpace
 
-TARGETS = ("cpu-ort", "bitfusion")
 SHAPE = (3, 32, 32)
 
 
 def stored_runs(names: list[str]) -> list[tuple[str, dict]]:
-    names = names or ["nas_specialization", *sorted(f.stem for f in RESULTS.glob("nas_specialization-*.json"))]
     runs = []
-    for name in names:
+    for name in names or stored_run_names():
         path = RESULTS / f"{name}.json"
         if not path.is_file():
             raise SystemExit(f"{path}: no such result; name a bench/results/nas_specialization*.json without .json")
