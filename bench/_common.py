@@ -23,9 +23,10 @@ def machine() -> dict:
 
 
 def write_result(script: str, protocol: dict, summary: dict, rows: list[dict]) -> Path:
-    """bench/results/<script>.json with the machine, the protocol, a summary and the raw rows."""
+    """bench/results/<script>.json with the machine, the protocol, a summary and the raw rows; `script` is a
+    bench's __file__ or a result name such as "lut_accuracy-w0.5" (whose dot is not a suffix)."""
     RESULTS.mkdir(exist_ok=True)
-    path = RESULTS / f"{Path(script).stem}.json"
+    path = RESULTS / f"{Path(script).name.removesuffix('.py')}.json"
     payload = {"date": time.strftime("%Y-%m-%d %H:%M:%S"), "machine": machine(), "protocol": protocol,
                "summary": summary, "rows": rows}
     path.write_text(json.dumps(payload, indent=2) + "\n")

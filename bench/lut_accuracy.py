@@ -5,7 +5,7 @@ the search space plus 10 randomly channel-pruned networks, predicted (sum of tab
 overhead) against measured end to end. Also: the time to build the cpu-ort table from an empty cache,
 this CPU's measured peak (a large GEMM, fp32 and int8) and MobileNetV2's roofline efficiency.
 
-    python bench/lut_accuracy.py [--random 30] [--pruned 10]
+    python bench/lut_accuracy.py [--random 30] [--pruned 10] [--width 1.0] [--targets cpu-ort cpu-torch] [--tag T]
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from tightfit.models import ModelSpec, build_model
 from tightfit.space import SearchSpace
 
 GEMM_N = 1024
+TARGETS = {"cpu-ort": "cpu_ort", "cpu-torch": "cpu_torch"}  # name -> summary key
 
 
 def gemm_model(int8: bool) -> bytes:
@@ -66,14 +67,18 @@ def main() -> None:
     parser.add_argument("--random", type=int, default=30)
     parser.add_argument("--pruned", type=int, default=10)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--width", type=float, default=1.0, help="width multiplier of the search space")
+    parser.add_argument("--targets", nargs="+", choices=TARGETS, default=list(TARGETS))
+    parser.add_argument("--tag", default="", help="write lut_accuracy-TAG.json (a variant beside the main result)")
     args = parser.parse_args()
-    space = SearchSpace(32)
+    space = SearchSpace(32, width_mult=args.width)
 
     # the table, built from an empty cache so that the build time is honest
     os.environ["TIGHTFIT_CACHE"] = tempfile.mkdtemp(prefix="tightfit-lut-")
     summary: dict = {}
     rows: list[dict] = []
-    for name, key in (("cpu-ort", "cpu_ort"), ("cpu-torch", "cpu_torch")):
+    for name in args.targets:
+        key = TARGETS[name]
         target = get_target(name)
         start = time.perf_counter()
         table = build_table(target, space)
@@ -110,7 +115,8 @@ def main() -> None:
                            "achieved_gflops": flops / (measured / 1e3) / 1e9,
                            "efficiency": flops / (measured / 1e3) / 1e9 / peak["fp32_gflops"]}
     print(summary["cpu_peak"], summary["roofline"])
-    protocol = {"resolution": 32, "batch_size": 1, "random_archs": args.random, "pruned_networks": args.pruned,
+    protocol = {"resolution": 32, "space_width": args.width, "targets": args.targets, "batch_size": 1,
+                "random_archs": args.random, "pruned_networks": args.pruned,
                 "seed": args.seed, "threads": target.threads,
                 "prediction": "one call overhead + sum of per-operator table entries (net of the per-call "
                               "overhead) times the precision's calibration scale",
@@ -121,7 +127,7 @@ def main() -> None:
                           "rounded to multiples of 8 (cpu_ort_pruned_any_channels: not rounded)",
                 "estimator": "table entries and end-to-end measurements alike: " + json.dumps(TIMING.to_json()) +
                              ": median over shuffled passes of each pass's median of `repeats` runs"}
-    print(write_result(__file__, protocol, summary, rows))
+    print(write_result("lut_accuracy" + (f"-{args.tag}" if args.tag else ""), protocol, summary, rows))
 
 
 if __name__ == "__main__":
