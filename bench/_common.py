@@ -22,11 +22,11 @@ def machine() -> dict:
             "python": platform.python_version(), "torch": torch.__version__, "platform": platform.platform()}
 
 
-def write_result(script: str, protocol: dict, summary: dict, rows: list[dict]) -> Path:
-    """bench/results/<script>.json with the machine, the protocol, a summary and the raw rows; `script` is a
-    bench's __file__ or a result name such as "lut_accuracy-w0.5" (whose dot is not a suffix)."""
+def write_result(script: str, protocol: dict, summary: dict, rows: list[dict], tag: str = "") -> Path:
+    """bench/results/<script>.json (or <script>-<tag>.json, a variant beside the main result) with the machine,
+    the protocol, a summary and the raw rows; `script` is a bench's __file__ or a result name."""
     RESULTS.mkdir(exist_ok=True)
-    path = RESULTS / f"{Path(script).name.removesuffix('.py')}.json"
+    path = RESULTS / f"{Path(script).stem}{f'-{tag}' if tag else ''}.json"
     payload = {"date": time.strftime("%Y-%m-%d %H:%M:%S"), "machine": machine(), "protocol": protocol,
                "summary": summary, "rows": rows}
     path.write_text(json.dumps(payload, indent=2) + "\n")

@@ -66,7 +66,7 @@ def main() -> None:
                 "difference": "per inverted residual block: depthwise bits - mean bits of the block's pointwise "
                               "convolutions; stem, head and classifier left out"}
     print(json.dumps(summary, indent=1))
-    print(write_result("haq_depthwise" + (f"-{args.tag}" if args.tag else ""), protocol, summary, []))
+    print(write_result("haq_depthwise", protocol, summary, [], tag=args.tag))
 
 
 if __name__ == "__main__":

@@ -47,7 +47,7 @@ def main() -> None:
         summary["wall_minutes"] = (max(end for _, end in spans) - min(start for start, _ in spans)) / 60
         summary["process_minutes"] = sum(end - start for start, end in spans) / 60
     summary["goal_met"] = goal_met(summary["verdicts"])
-    print(write_result("haq_cifar" + (f"-{args.tag}" if args.tag else ""), {"merged_from": protocols}, summary, rows))
+    print(write_result("haq_cifar", {"merged_from": protocols}, summary, rows, tag=args.tag))
 
 
 def _span(part: dict) -> tuple[float, float] | None:

@@ -117,7 +117,7 @@ def main() -> None:
                 "seed": "torch.manual_seed and the training loader's order and augmentation",
                 "test": "all 10,000 test images, PyTorch fake-quantized; cpu-ort policies of a source run that has "
                         "cpu_reward: the int8 ONNX model in ONNX Runtime, one image at a time"}
-    print(write_result("haq_seeds" + (f"-{args.tag}" if args.tag else ""), protocol, summary, rows))
+    print(write_result("haq_seeds", protocol, summary, rows, tag=args.tag))
 
 
 if __name__ == "__main__":

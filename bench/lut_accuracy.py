@@ -127,7 +127,7 @@ def main() -> None:
                           "rounded to multiples of 8 (cpu_ort_pruned_any_channels: not rounded)",
                 "estimator": "table entries and end-to-end measurements alike: " + json.dumps(TIMING.to_json()) +
                              ": median over shuffled passes of each pass's median of `repeats` runs"}
-    print(write_result("lut_accuracy" + (f"-{args.tag}" if args.tag else ""), protocol, summary, rows))
+    print(write_result("lut_accuracy", protocol, summary, rows, tag=args.tag))
 
 
 if __name__ == "__main__":

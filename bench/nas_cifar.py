@@ -170,7 +170,7 @@ def main() -> None:
                 "non-decreasing in width (pool-adjacent-violators over the grid), is at most T",
                 "random_drawn": drawn_rows, "random_drawn_mbv2_w1_ms": draw_ref_ms, "random_proxy": proxy,
                 "search_history": [h.__dict__ for h in result.history]}
-    print(write_result("nas_cifar" + (f"-{args.tag}" if args.tag else ""), protocol, summary, rows))
+    print(write_result("nas_cifar", protocol, summary, rows, tag=args.tag))
 
 
 def monotone_in_width(ms_by_width: dict[float, float]) -> dict[float, float]:

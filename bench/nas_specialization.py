@@ -206,7 +206,7 @@ def main() -> None:
                 "warm_up": "one shared supernet warm-up on random single paths (cached by its settings), then "
                 "one search per target from its weights, each with fresh loaders seeded by --seed",
                 "cpu_ort_timing": "end to end, lookup table's estimator"}
-    print(write_result("nas_specialization" + (f"-{args.tag}" if args.tag else ""), protocol, summary, rows))
+    print(write_result("nas_specialization", protocol, summary, rows, tag=args.tag))
 
 
 if __name__ == "__main__":
