@@ -64,13 +64,14 @@ def main() -> None:
 
     # T, and the width-scaled MobileNetV2 that meets it (measured, not predicted). The table's scale is
     # refitted on its calibration networks timed in the same session, so that the search's predictions
-    # and T share the machine's current speed (it drifts by tens of percent over minutes here).
+    # and T share the machine's current speed (it drifts by tens of percent over minutes here). The refit is
+    # this run's only: saved, a run started while another trains would leave its slowdown in the shared cache.
     space = SearchSpace(32, 3, 10, width_mult=args.space_width)
     cost = CostModel(target)
     cost.profile_space(space, (32,))
     calibration = profile.calibration_plans(space)
     times = measure_ms(target, [mbv2(w) for w in WIDTHS] + [MobileNet(p) for p in calibration])
-    profile.fit_scale(cost.table, calibration, times[len(WIDTHS):], 32)
+    profile.fit_scale(cost.table, calibration, times[len(WIDTHS):], 32, save=False)
     widths_ms = dict(zip(WIDTHS, times[:len(WIDTHS)], strict=True))
     t_ms = 0.5 * widths_ms[1.0]
     width = max((w for w, ms in monotone_in_width(widths_ms).items() if ms <= t_ms), default=min(WIDTHS))

@@ -152,11 +152,11 @@ def main() -> None:
     mbv2 = build_model(ModelSpec("mobilenetv2", 32, 3, 10, 1.0))
     models = {name: CostModel(get_target(name)) for name in TARGETS}
     # as in nas_cifar.py: the table's scale refitted on its calibration networks timed with the reference,
-    # so that T and the search's predictions share the machine's current speed
+    # so that T and the search's predictions share the machine's current speed (this run's only, not saved)
     models["cpu-ort"].profile_space(space, (32,))
     calibration = profile.calibration_plans(space)
     ref_ms, *cal_ms = measure_ms(models["cpu-ort"].target, [mbv2] + [MobileNet(p) for p in calibration])
-    profile.fit_scale(models["cpu-ort"].table, calibration, cal_ms, 32)
+    profile.fit_scale(models["cpu-ort"].table, calibration, cal_ms, 32, save=False)
     reference = {"cpu-ort": ref_ms, "bitfusion": models["bitfusion"].of_model(mbv2, (3, 32, 32)).latency_ms}
     costs = {name: space_costs(cost, space) for name, cost in models.items()}
     space_range = {name: (c.cheapest(), c.dearest()) for name, c in costs.items()}

@@ -271,3 +271,8 @@ def test_calibration_fits_the_scale_with_which_entries_add_up_to_networks(monkey
     ensure_entries(target, table, keys, progress=False)
     assert table.predict(keys) == pytest.approx(table.overhead_ms + 1.25 * sum(table.entries[k] for k in keys))
     assert LookupTable.open(target.fingerprint()).scales == {32: pytest.approx(1.25)}  # saved with the table
+    plans = profile_mod.calibration_plans(SPACE)
+    sums = [sum(table.entries[k] for k in plan_ops(p)) for p in plans]
+    session = [table.overhead_ms + 2.0 * x for x in sums]  # a slower moment, fitted for one run only
+    assert profile_mod.fit_scale(table, plans, session, 32, save=False) == pytest.approx(2.0)
+    assert LookupTable.open(target.fingerprint()).scales == {32: pytest.approx(1.25)}

@@ -102,12 +102,15 @@ def calibration_plans(space: SearchSpace, networks: int = CALIBRATION_NETWORKS) 
     return [space.plan(space.random_arch(rng)) for _ in range(networks)]
 
 
-def fit_scale(table: LookupTable, plans: list[NetworkPlan], measured_ms: list[float], bits: int) -> float:
-    """Least squares through the origin: measured - overhead = scale * sum(entries); stored in the table."""
+def fit_scale(table: LookupTable, plans: list[NetworkPlan], measured_ms: list[float], bits: int,
+              save: bool = True) -> float:
+    """Least squares through the origin: measured - overhead = scale * sum(entries); set in the table, and saved
+    to its cache file unless `save` is False (a refit for one session's speed, which should not outlive it)."""
     sums = [sum(table.entries[k] for k in plan_ops(p, bits, bits)) for p in plans]
     net = [m - table.overhead_ms for m in measured_ms]
     table.scales[bits] = sum(n * s for n, s in zip(net, sums, strict=True)) / sum(s * s for s in sums)
-    table.save()
+    if save:
+        table.save()
     return table.scales[bits]
 
 
