@@ -89,6 +89,9 @@ def main() -> None:
             drawn.append(arch)
             if len(drawn) == 3 * args.random_k:
                 break
+    if not drawn:  # the random search would have nothing to train (and its round-robin would never end)
+        raise SystemExit(f"no random architecture of the space is predicted within [0.85 T, T] = "
+                         f"[{0.85 * t_ms:.3f}, {t_ms:.3f}] ms in 100,000 draws: check the cpu-ort table's scale")
     *drawn_ms, draw_ref_ms = measure_ms(target, [MobileNet(space.plan(a)) for a in drawn] + [mbv2(1.0)])
     drawn_meet = [ms <= 0.5 * draw_ref_ms for ms in drawn_ms]  # T re-derived in the same timing
     order = sorted(range(len(drawn)), key=lambda i: (not drawn_meet[i], i if drawn_meet[i] else drawn_ms[i]))

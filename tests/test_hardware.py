@@ -276,3 +276,7 @@ def test_calibration_fits_the_scale_with_which_entries_add_up_to_networks(monkey
     session = [table.overhead_ms + 2.0 * x for x in sums]  # a slower moment, fitted for one run only
     assert profile_mod.fit_scale(table, plans, session, 32, save=False) == pytest.approx(2.0)
     assert LookupTable.open(target.fingerprint()).scales == {32: pytest.approx(1.25)}
+    cost = CostModel(target, progress=False)
+    profile_mod.fit_scale(cost.table, plans, session, 32, save=False)
+    cost.profile_space(SPACE, (32,))  # extends the open table: the session's refit is what it prices with
+    assert cost.table.scales[32] == pytest.approx(2.0)

@@ -61,7 +61,7 @@ class CostModel:
         """Measure and calibrate every operator of `space` on a measured target (cached), at `precisions`
         (default: all the target runs); analytic targets need nothing."""
         if self.target.kind == "measured":
-            self._table = build_table(self.target, space, self.progress, precisions)
+            self._table = build_table(self.target, space, self.progress, precisions, self._table)
 
     def predict_latency(self, plan: NetworkPlan, bits: int | Sequence[int] = 32) -> float:
         """Lookup-table latency (ms): the sum of the operators' entries plus the call overhead.

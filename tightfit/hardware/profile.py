@@ -147,10 +147,11 @@ def time_together(fns: list[Callable[[], object]]) -> list[float]:
 
 
 def build_table(target: Target, space: SearchSpace, progress: bool = True,
-                precisions: tuple[int, ...] | None = None) -> LookupTable:
+                precisions: tuple[int, ...] | None = None, table: LookupTable | None = None) -> LookupTable:
     """The target's calibrated table for `space`, measuring only what the cache lacks; `precisions` default to
-    every precision the target runs (fp32, and int8 where it has int8 kernels)."""
-    table = LookupTable.open(target.fingerprint())
+    every precision the target runs (fp32, and int8 where it has int8 kernels). `table`, when given, is
+    extended in place (an open table may hold a scale refitted for one session and not saved)."""
+    table = table if table is not None else LookupTable.open(target.fingerprint())
     precisions = precisions or ((32, 8) if target.int8 else (32,))
     ensure_entries(target, table, space_ops(space, precisions), progress)
     for bits in precisions:
